@@ -1,0 +1,356 @@
+"""`facebatch`: run register/delete batches, dry-run a list, and inspect tasks, headless.
+
+Batches run through the same Qt task manager as the GUI, under a QCoreApplication. Exit status:
+0 when every item succeeded, 1 when any failed, 2 for bad usage, an unreadable input file or a
+setup problem (no model pack, store cannot open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from facebatch_gui import __version__
+from facebatch_gui.core.errors import FaceBatchError
+from facebatch_gui.core.records import ItemResult, Operation, TaskRecord, TaskStatus, UserEntry
+from facebatch_gui.core.report import write_failures_csv
+from facebatch_gui.core.settings import BatchSettings, MultiFacePolicy
+from facebatch_gui.core.store import SqliteStore, default_db_path
+from facebatch_gui.core.userlist import load_user_list
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, help=f"SQLite store (default: {default_db_path()})")
+
+
+def _batch_options(p: argparse.ArgumentParser, *, register: bool) -> None:
+    _store_options(p)
+    p.add_argument("--json", action="store_true", help="print the final task record on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary on stderr")
+    if not register:
+        return
+    p.add_argument(
+        "--model-dir", help="folder of an InsightFace model pack (or FACEBATCH_MODEL_DIR)"
+    )
+    p.add_argument("--workers", type=int, help="inference workers (default: CPU cores, max 4)")
+    p.add_argument("--fetch-workers", type=int, help="concurrent downloads (default 8)")
+    p.add_argument("--replace", action="store_true", help="replace users' existing faces")
+    p.add_argument(
+        "--strict-replace",
+        action="store_true",
+        help="with --replace, fail (identity_mismatch) when the new face does not match the old",
+    )
+    p.add_argument(
+        "--create-missing-users",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create users that are not in the store (default) or fail them with user_not_found",
+    )
+    p.add_argument(
+        "--duplicate-threshold", type=float, help="similarity that counts as the same face"
+    )
+    p.add_argument("--multi-face", choices=[m.value for m in MultiFacePolicy])
+    p.add_argument("--min-face-size", type=int, help="smallest face side in pixels")
+    p.add_argument("--det-size", type=int, help="detector input size (default 640)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facebatch", description="Register or delete the faces of many users at once."
+    )
+    parser.add_argument("--version", action="version", version=f"facebatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("register", help="enroll the faces of a user list")
+    p.add_argument("input", help="CSV (user_id,avatar_image_url), JSON body, or a folder of photos")
+    _batch_options(p, register=True)
+
+    p = sub.add_parser("delete", help="delete the faces of users")
+    p.add_argument("input", nargs="?", help='CSV with a user_id column, or JSON {"user_ids": []}')
+    p.add_argument("--ids", help="comma-separated user ids instead of a file")
+    _batch_options(p, register=False)
+
+    p = sub.add_parser("validate", help="dry run: check every row and photo, write nothing")
+    p.add_argument("input")
+    _batch_options(p, register=True)
+
+    p = sub.add_parser("status", help="show one task")
+    p.add_argument("task_id")
+    p.add_argument("--json", action="store_true")
+    _store_options(p)
+
+    p = sub.add_parser("tasks", help="list recent tasks")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    _store_options(p)
+
+    p = sub.add_parser("resume", help="run the unfinished items of an interrupted task")
+    p.add_argument("task_id")
+    _batch_options(p, register=True)
+
+    p = sub.add_parser("export-failures", help="write a task's failures to CSV")
+    p.add_argument("task_id")
+    p.add_argument("out", type=Path)
+    _store_options(p)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> BatchSettings:
+    s = BatchSettings()
+    q = s.quality
+    updates = {
+        "replace": getattr(args, "replace", False),
+        "strict_replace": getattr(args, "strict_replace", False),
+        "create_missing_users": getattr(args, "create_missing_users", True),
+    }
+    if getattr(args, "workers", None):
+        updates["infer_workers"] = args.workers
+    if getattr(args, "fetch_workers", None):
+        updates["fetch_workers"] = args.fetch_workers
+    quality = {}
+    if getattr(args, "duplicate_threshold", None) is not None:
+        quality["duplicate_threshold"] = args.duplicate_threshold
+    if getattr(args, "multi_face", None):
+        quality["multi_face"] = args.multi_face
+    if getattr(args, "min_face_size", None):
+        quality["min_face_size"] = args.min_face_size
+    if getattr(args, "det_size", None):
+        quality["det_size"] = args.det_size
+    try:
+        return BatchSettings.model_validate(
+            {**s.model_dump(), **updates, "quality": {**q.model_dump(), **quality}}
+        )
+    except ValueError as exc:
+        raise UsageError(f"Invalid option: {exc}") from exc
+
+
+def _open_store(args: argparse.Namespace) -> SqliteStore:
+    store = SqliteStore(args.db)
+    interrupted = store.recover_interrupted()
+    if interrupted:
+        print(
+            f"facebatch: {len(interrupted)} task(s) were interrupted; resume with "
+            f"'facebatch resume TASK_ID': {', '.join(interrupted)}",
+            file=sys.stderr,
+        )
+    return store
+
+
+def _load_engine(args: argparse.Namespace, settings: BatchSettings):
+    from facebatch_gui.core.engine import FaceEngine
+
+    return FaceEngine.load(
+        getattr(args, "model_dir", None),
+        det_size=settings.quality.det_size,
+        det_threshold=settings.quality.det_threshold,
+    )
+
+
+def _entries(args: argparse.Namespace, operation: Operation) -> list[UserEntry]:
+    if getattr(args, "ids", None):
+        return [UserEntry(uid.strip(), "") for uid in args.ids.split(",")]
+    if not args.input:
+        raise UsageError("Give an input file or --ids")
+    return load_user_list(args.input, operation)
+
+
+def _run(args: argparse.Namespace, start: str) -> int:
+    """Run one task through the TaskManager under a QCoreApplication; print as it goes."""
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from tqdm import tqdm
+
+    from facebatch_gui.qt.runner import TaskManager
+
+    operation = Operation.DELETE if start == "delete" else Operation.REGISTER
+    settings = settings_from_args(args)
+    store = _open_store(args)
+    if start == "resume":
+        record = store.get_task(args.task_id, with_results=False)
+        if record is None:
+            raise UsageError(f"No task {args.task_id} in {store.path}")
+        operation = record.operation
+        entries: list[UserEntry] = []
+    else:
+        entries = _entries(args, operation)
+    engine = _load_engine(args, settings) if operation == Operation.REGISTER else None
+    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+    manager = TaskManager(store, engine)
+    collected: list[ItemResult] = []
+    errors: list[str] = []
+    if start == "validate":
+        task_id = manager.start_validate(entries, settings)
+        total = len(entries)
+    elif start == "resume":
+        task_id = manager.resume(args.task_id)
+        total = manager.runners[task_id].total
+    elif operation == Operation.DELETE:
+        task_id = manager.start_delete(entries, settings)
+        total = len(entries)
+    else:
+        task_id = manager.start_register(entries, settings)
+        total = len(entries)
+    runner = manager.runners[task_id]
+    bar = tqdm(
+        total=total,
+        initial=runner.completed,
+        unit="user",
+        file=sys.stderr,
+        disable=True if args.quiet else None,
+        desc=start,
+    )
+
+    def on_progress(progress) -> None:
+        collected.extend(progress.results)
+        bar.update(len(progress.results))
+        bar.set_postfix(failed=progress.failed, refresh=False)
+
+    manager.taskProgressed.connect(on_progress)
+    manager.taskErrored.connect(lambda _tid, message: errors.append(message))
+    manager.taskFinished.connect(lambda _tid: app.quit())
+    previous = signal.signal(signal.SIGINT, lambda *_: manager.cancel(task_id))
+    ticker = QTimer()  # lets Python run its signal handler while Qt's loop waits
+    ticker.start(200)
+    ticker.timeout.connect(lambda: None)
+    try:
+        if runner.running:
+            app.exec()
+        runner.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        ticker.stop()
+        bar.close()
+    if start == "validate":
+        record = _ephemeral_record(task_id, operation, collected, total, errors)
+    else:
+        record = store.get_task(task_id)
+        assert record is not None
+    return _report(args, record, errors)
+
+
+def _ephemeral_record(
+    task_id: str, operation: Operation, results: list[ItemResult], total: int, errors: list[str]
+) -> TaskRecord:
+    from facebatch_gui.core.records import utc_now
+
+    failed = sum(1 for r in results if not r.status)
+    now = utc_now()
+    return TaskRecord(
+        task_id=task_id,
+        operation=operation,
+        status=TaskStatus.FAILED if errors else TaskStatus.COMPLETED,
+        progress=TaskRecord.progress_of(len(results), total),
+        total_items=total,
+        completed_items=len(results),
+        failed_items=failed,
+        results=results,
+        error_message="; ".join(errors) or None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _report(args: argparse.Namespace, record: TaskRecord, errors: list[str]) -> int:
+    if args.json:
+        print(json.dumps(record.wire(), indent=2, ensure_ascii=False))
+    if not args.quiet:
+        _print_summary(record)
+    if errors or record.status == TaskStatus.FAILED:
+        return EXIT_FAILURES
+    return (
+        EXIT_OK
+        if record.failed_items == 0 and record.completed_items == record.total_items
+        else EXIT_FAILURES
+    )
+
+
+def _print_summary(record: TaskRecord) -> None:
+    out = sys.stderr
+    ok = record.completed_items - record.failed_items
+    print(
+        f"Task {record.task_id} ({record.operation.value}): {record.status.value}; "
+        f"{ok} succeeded, {record.failed_items} failed, {record.total_items} in all",
+        file=out,
+    )
+    if record.error_message:
+        print(f"  {record.error_message}", file=out)
+    codes = Counter(str(r.error_code) for r in record.results if not r.status)
+    for code, n in codes.most_common():
+        print(f"  {n:6d}  {code}", file=out)
+    failures = [r for r in record.results if not r.status]
+    for r in failures[:20]:
+        print(f"  - {r.user_id or '(empty id)'}: [{r.error_code}] {r.error_message}", file=out)
+    if len(failures) > 20:
+        print(f"  ... and {len(failures) - 20} more (facebatch export-failures)", file=out)
+    warned = [r for r in record.results if r.warnings]
+    for r in warned[:20]:
+        for w in r.warnings:
+            print(f"  ! {r.user_id}: {w}", file=out)
+
+
+def _status(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    record = store.get_task(args.task_id)
+    if record is None:
+        raise UsageError(f"No task {args.task_id} in {store.path}")
+    if args.json:
+        print(json.dumps(record.wire(), indent=2, ensure_ascii=False))
+    else:
+        _print_summary(record)
+    return EXIT_OK
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    records = store.list_tasks(args.limit)
+    if args.json:
+        print(json.dumps([r.wire() for r in records], indent=2))
+        return EXIT_OK
+    print(
+        f"{'task_id':36}  {'operation':9}  {'status':11}  {'done':>11}  {'failed':>6}  created_at"
+    )
+    for r in records:
+        print(
+            f"{r.task_id:36}  {r.operation.value:9}  {r.status.value:11}  "
+            f"{r.completed_items:>5}/{r.total_items:<5}  {r.failed_items:>6}  {r.created_at}"
+        )
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    record = store.get_task(args.task_id)
+    if record is None:
+        raise UsageError(f"No task {args.task_id} in {store.path}")
+    count = write_failures_csv(record.results, args.out)
+    print(f"Wrote {count} failure(s) to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("register", "delete", "validate", "resume"):
+            return _run(args, args.command)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "tasks":
+            return _tasks(args)
+        return _export(args)
+    except (UsageError, FaceBatchError) as exc:
+        print(f"facebatch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
