@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facebatch_gui import __version__
 from facebatch_gui.core.errors import FaceBatchError
@@ -22,6 +23,10 @@ from facebatch_gui.core.report import write_failures_csv
 from facebatch_gui.core.settings import BatchSettings, MultiFacePolicy
 from facebatch_gui.core.store import SqliteStore, default_db_path
 from facebatch_gui.core.userlist import load_user_list
+
+if TYPE_CHECKING:
+    from facebatch_gui.core.engine import FaceEngine
+    from facebatch_gui.qt.runner import TaskProgress
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -147,7 +152,7 @@ def _open_store(args: argparse.Namespace) -> SqliteStore:
     return store
 
 
-def _load_engine(args: argparse.Namespace, settings: BatchSettings):
+def _load_engine(args: argparse.Namespace, settings: BatchSettings) -> FaceEngine:
     from facebatch_gui.core.engine import FaceEngine
 
     return FaceEngine.load(
@@ -210,7 +215,7 @@ def _run(args: argparse.Namespace, start: str) -> int:
         desc=start,
     )
 
-    def on_progress(progress) -> None:
+    def on_progress(progress: TaskProgress) -> None:
         collected.extend(progress.results)
         bar.update(len(progress.results))
         bar.set_postfix(failed=progress.failed, refresh=False)

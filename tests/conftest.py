@@ -10,12 +10,12 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.support.imageserver import ImageServer  # noqa: E402
+from tests.support.imageserver import ImageServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEBATCH_SHARED", REPO.parent / "shared"))
@@ -29,7 +29,7 @@ def _has_models() -> bool:
 
 needs_models = pytest.mark.skipif(
     not _has_models(),
-    reason=f"offline model pack not found at {MODELS} (set FACEBATCH_MODEL_DIR or FACEBATCH_SHARED)",
+    reason=f"offline model pack not found at {MODELS} (set FACEBATCH_MODEL_DIR)",
 )
 needs_faces = pytest.mark.skipif(
     not (FACES / "manifest.csv").is_file(),
@@ -52,7 +52,7 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(model_dir: Path):  # noqa: ANN201
+def engine(model_dir: Path):
     from facebatch_gui.core.engine import FaceEngine
 
     return FaceEngine(model_dir)
@@ -65,7 +65,7 @@ def image_server(faces_dir: Path) -> Iterator[ImageServer]:
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
+def store(tmp_path: Path):
     from facebatch_gui.core.store import SqliteStore
 
     s = SqliteStore(tmp_path / "faces.db")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 _QT_VARS = ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR")
 
@@ -41,7 +42,7 @@ def scrub_cv2_qt_env() -> list[str]:
     return removed
 
 
-def import_cv2():
+def import_cv2() -> ModuleType:
     import cv2
 
     scrub_cv2_qt_env()

@@ -32,6 +32,11 @@ def classify_source(url: str) -> str:
     if scheme in ("http", "https"):
         if not parts.hostname:
             raise ItemError(ErrorCode.INVALID_INPUT, f"URL has no host: {text!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError as exc:
+            # httpx would not refuse http://host:99999/, it would try some other port.
+            raise ItemError(ErrorCode.INVALID_INPUT, f"malformed URL {text!r}: {exc}") from exc
         return "http"
     if scheme == "file":
         return "file"

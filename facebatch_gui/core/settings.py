@@ -38,7 +38,7 @@ class QualitySettings(BaseModel):
         0.6, ge=0, le=1, description="Score under which a face is low quality"
     )
     min_face_size: int = Field(48, ge=8, description="Shorter box side in pixels")
-    min_blur: float = Field(15.0, ge=0, description="Laplacian variance of the aligned face")
+    min_blur: float = Field(25.0, ge=0, description="Laplacian variance of the aligned face")
     max_pixels: int = Field(40_000_000, gt=0, description="Largest image accepted, in pixels")
     multi_face: MultiFacePolicy = MultiFacePolicy.REJECT
     duplicate_threshold: float = Field(0.45, gt=-1, le=1)

@@ -86,6 +86,11 @@ def check_entries(entries: Iterable[UserEntry], operation: Operation) -> dict[in
     return problems
 
 
+def _text(value: object) -> str:
+    """A JSON value as text; only a missing value or null is empty (a user_id of 0 is "0")."""
+    return "" if value is None else str(value)
+
+
 def entries_from_json(data: object, operation: Operation) -> list[UserEntry]:
     """The seed's bodies: {"users": [{user_id, avatar_image_url}]} or {"user_ids": [...]}."""
     if isinstance(data, dict):
@@ -104,8 +109,8 @@ def entries_from_json(data: object, operation: Operation) -> list[UserEntry]:
         elif isinstance(item, dict):
             entries.append(
                 UserEntry(
-                    str(item.get("user_id") or ""),
-                    str(item.get("avatar_image_url") or ""),
+                    _text(item.get("user_id")),
+                    _text(item.get("avatar_image_url")),
                     line=i,
                 )
             )
@@ -119,8 +124,12 @@ def entries_from_csv(text: str, *, require_url: bool = True) -> list[UserEntry]:
         text = text[1:]
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count) if first_line else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(reader, None)
+    # strict: an unclosed quote must not silently swallow the rows after it into one cell.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise InputFileError(f"The CSV header (line 1) cannot be read: {exc}") from exc
     if header is None:
         raise InputFileError("The CSV file is empty")
     columns = [h.strip().lower() for h in header]
@@ -133,13 +142,20 @@ def entries_from_csv(text: str, *, require_url: bool = True) -> list[UserEntry]:
     uid_col = columns.index("user_id")
     url_col = columns.index("avatar_image_url") if "avatar_image_url" in columns else None
     entries = []
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        uid = row[uid_col] if uid_col < len(row) else ""
-        url = row[url_col].strip() if url_col is not None and url_col < len(row) else ""
-        entries.append(UserEntry(uid, url, line=line))
+    end = reader.line_num  # the last physical line read so far
+    try:
+        for row in reader:
+            # A row starts on the line after the previous one ended (quoted cells may span lines).
+            line, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            uid = row[uid_col] if uid_col < len(row) else ""
+            url = row[url_col].strip() if url_col is not None and url_col < len(row) else ""
+            entries.append(UserEntry(uid, url, line=line))
+    except csv.Error as exc:
+        raise InputFileError(
+            f"The CSV row starting at line {end + 1} cannot be read: {exc}"
+        ) from exc
     return entries
 
 

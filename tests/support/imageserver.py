@@ -29,10 +29,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ImageServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def _send(self, status: int, body: bytes = b"", ctype: str = "application/octet-stream") -> None:
+    def _send(
+        self, status: int, body: bytes = b"", ctype: str = "application/octet-stream"
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -123,7 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "redirect":
             n = int(rest[0])
             target = (
-                f"/redirect/{n - 1}/{'/'.join(rest[1:])}" if n > 1 else f"/faces/{'/'.join(rest[1:])}"
+                f"/redirect/{n - 1}/{'/'.join(rest[1:])}"
+                if n > 1
+                else f"/faces/{'/'.join(rest[1:])}"
             )
             self.send_response(302)
             self.send_header("Location", target)
