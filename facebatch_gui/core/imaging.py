@@ -102,18 +102,15 @@ def decode_image(data: bytes, *, max_pixels: int, work_side: int) -> DecodedImag
     # EXIF orientations 5-8 turn the picture a quarter: the source's sides swap.
     oriented_w, oriented_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    longest = max(bgr.shape[:2])
-    if longest > work_side:
-        factor = work_side / longest
-        size = (max(1, round(bgr.shape[1] * factor)), max(1, round(bgr.shape[0] * factor)))
+    if max(bgr.shape[:2]) > work_side:
+        # Sizes from the source's, not the draft's, so that rounding happens once.
+        factor = work_side / max(oriented_w, oriented_h)
+        size = (max(1, round(oriented_w * factor)), max(1, round(oriented_h * factor)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    return DecodedImage(
-        bgr=bgr,
-        width=oriented_w,
-        height=oriented_h,
-        scale=bgr.shape[1] / oriented_w,
-        format=fmt,
-    )
+    # The longer side carries the least rounding error; the shorter one can be a pixel off, which
+    # on a narrow image would skew every box mapped back with `scale`.
+    scale = bgr.shape[1] / oriented_w if oriented_w >= oriented_h else bgr.shape[0] / oriented_h
+    return DecodedImage(bgr=bgr, width=oriented_w, height=oriented_h, scale=scale, format=fmt)
 
 
 def encode_jpeg(bgr: np.ndarray, quality: int = 85) -> bytes:

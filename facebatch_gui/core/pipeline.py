@@ -76,6 +76,7 @@ class BatchPipeline:
         self._done: queue.Queue[_Work] = queue.Queue(maxsize=32)
         self._fetcher: Fetcher | None = None
         self._has_face: set[str] = set()
+        self._enrolled_here: set[str] = set()
         self.gallery: Gallery | None = None
         self.final_status: TaskStatus | None = None
         self._idle_ticks = False
@@ -196,6 +197,9 @@ class BatchPipeline:
 
         assert self.engine is not None
         to_fetch = yield from self._prechecks(valid)
+        if not to_fetch:
+            self._finish_task(TaskStatus.COMPLETED)
+            return
         if self.store is not None:
             snapshot = self.store.load_gallery(self.engine.identity.space)
             if snapshot.other_spaces:
@@ -305,9 +309,10 @@ class BatchPipeline:
         )
         other, similarity = self.gallery.best_match(a.embedding, exclude=entry.user_id)
         if other and similarity >= threshold:
+            when = "earlier in this batch" if other in self._enrolled_here else "already"
             error = ItemError(
                 ErrorCode.DUPLICATE_FACE,
-                f"This face matches user {other!r}, who is already enrolled "
+                f"This face matches user {other!r}, enrolled {when} "
                 f"(similarity {similarity:.2f} >= {threshold:.2f})",
             )
             return self._settle(
@@ -328,6 +333,7 @@ class BatchPipeline:
                 return self._settle(work.index, result)
         if self.dry_run or self.store is None:
             self.gallery.upsert(entry.user_id, a.embedding)
+            self._enrolled_here.add(entry.user_id)
             return result
         if self.cancelled:
             error = ItemError(ErrorCode.CANCELLED, "Cancelled before this user's face was stored")
@@ -355,6 +361,7 @@ class BatchPipeline:
             return self._settle(work.index, self._db_failure(entry, exc))
         if result.status:
             self.gallery.upsert(entry.user_id, a.embedding)
+            self._enrolled_here.add(entry.user_id)
         return result
 
     def _check_replacement(
