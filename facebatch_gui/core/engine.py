@@ -135,7 +135,7 @@ class FaceEngine:
                 model = model_zoo.get_model(
                     str(path), providers=["CPUExecutionProvider"], sess_options=options
                 )
-            except Exception as exc:
+            except Exception as exc:  # a broken file must name itself
                 raise ModelPackError(f"Cannot load model {path.name}: {exc}") from exc
             task = getattr(model, "taskname", None)
             if task in ("detection", "recognition") and task not in found:

@@ -128,7 +128,7 @@ class BatchPipeline:
                 work.image = decode_image(data, max_pixels=q.max_pixels, work_side=2 * q.det_size)
             except ItemError as exc:
                 work.error = exc
-            except Exception as exc:
+            except Exception as exc:  # one user's failure stays with that user
                 log.exception("fetch of %s failed", work.entry.user_id)
                 work.error = ItemError(
                     ErrorCode.DOWNLOAD_FAILED, f"Unexpected error while fetching: {exc!r}"
@@ -149,7 +149,7 @@ class BatchPipeline:
                 work.analysis = analyse_image(self.engine, work.image, self.settings.quality)
             except ItemError as exc:
                 work.error = exc
-            except Exception as exc:
+            except Exception as exc:  # a pathological image must not stop the others
                 log.exception("analysis of %s failed", work.entry.user_id)
                 work.error = ItemError(
                     ErrorCode.NOT_AN_IMAGE, f"Face analysis failed on this image: {exc!r}"
@@ -184,12 +184,14 @@ class BatchPipeline:
         s = self.settings
         problems = check_entries((e for _, e in self.items), self.operation)
         valid: list[tuple[int, UserEntry]] = []
+        refused: list[tuple[int, ItemResult]] = []
         for pos, (index, entry) in enumerate(self.items):
             error = problems.get(pos)
             if error is not None:
-                yield self._settle(index, self._failure(entry, error))
+                refused.append((index, self._failure(entry, error)))
             else:
                 valid.append((index, entry))
+        yield from self._settle_many(refused)
 
         if self.operation == Operation.DELETE:
             yield from self._run_deletes(valid)
@@ -250,6 +252,7 @@ class BatchPipeline:
         self._has_face = self.store.users_with_faces(ids)
         known = self.store.existing_users(ids) if not s.create_missing_users else set(ids)
         to_fetch = []
+        refused: list[tuple[int, ItemResult]] = []
         for index, entry in valid:
             if entry.user_id not in known:
                 error = ItemError(
@@ -263,7 +266,8 @@ class BatchPipeline:
             else:
                 to_fetch.append((index, entry))
                 continue
-            yield self._settle(index, self._failure(entry, error))
+            refused.append((index, self._failure(entry, error)))
+        yield from self._settle_many(refused)
         return to_fetch
 
     def _run_deletes(self, valid: list[tuple[int, UserEntry]]) -> Iterator[ItemResult]:
@@ -424,19 +428,22 @@ class BatchPipeline:
         if self.store is not None and self.task_id is not None and not self.dry_run:
             try:
                 self.store.record_result(self.task_id, index, result)
-            except Exception:
+            except Exception:  # the item stays pending and a resume redoes it
                 log.exception("could not record the result of %s", result.user_id)
         return result
 
     def _cancel_rest(self, rest: list[tuple[int, UserEntry]]) -> list[ItemResult]:
         """Settle every unfinished item as cancelled in one write, so cancel stays quick."""
         error = ItemError(ErrorCode.CANCELLED, "Cancelled before this user was processed")
-        settled = [(index, self._failure(entry, error)) for index, entry in rest]
+        return self._settle_many([(index, self._failure(entry, error)) for index, entry in rest])
+
+    def _settle_many(self, settled: list[tuple[int, ItemResult]]) -> list[ItemResult]:
+        """Record results known before any work (bad rows, refusals, cancels) in one write."""
         if settled and self.store is not None and self.task_id is not None and not self.dry_run:
             try:
                 self.store.record_results(self.task_id, settled)
-            except Exception:
-                log.exception("could not record %d cancelled items", len(settled))
+            except Exception:  # the items stay pending and a resume redoes them
+                log.exception("could not record %d results", len(settled))
         return [result for _, result in settled]
 
     def _maybe_heartbeat(self, last: float) -> float:
