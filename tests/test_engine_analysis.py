@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facebatch_gui.core.analysis import analyse_image
+from facebatch_gui.core.analysis import analyse_image, decode_for_analysis
 from facebatch_gui.core.engine import FaceEngine, PackIdentity, resolve_model_dir
 from facebatch_gui.core.errors import ErrorCode, ItemError, ModelPackError, PackMismatchError
 from facebatch_gui.core.imaging import DecodedImage, decode_image
@@ -19,7 +19,7 @@ from facebatch_gui.core.settings import MultiFacePolicy, QualitySettings
 
 
 def _decoded(path: Path) -> DecodedImage:
-    return decode_image(path.read_bytes(), max_pixels=40_000_000, work_side=1280)
+    return decode_for_analysis(path.read_bytes(), QualitySettings())
 
 
 def _from_bgr(bgr: np.ndarray) -> DecodedImage:
@@ -155,8 +155,27 @@ def test_boxes_are_in_source_pixels_for_reduced_images(engine: FaceEngine, faces
     big = _decoded(faces_dir / "probes/obama_large.jpg")
     assert big.scale < 1
     a = analyse_image(engine, big, QualitySettings())
-    assert a.bbox[2] > 1280 * 0.5  # beyond what the reduced image could give unscaled
+    assert a.bbox[2] > big.bgr.shape[1]  # beyond what the reduced image could give unscaled
     assert a.quality.face_size > 200
+
+
+def test_small_face_in_a_reduced_decode_is_aligned_from_full_resolution(
+    engine: FaceEngine, faces_dir: Path
+) -> None:
+    """In obama_and_biden (2000 px wide) faces span ~180 px, ~90 px at the detector's scale:
+    alignment must use the full-resolution pixels, as a full decode would."""
+    data = (faces_dir / "multi/obama_and_biden.jpg").read_bytes()
+    settings = QualitySettings(multi_face=MultiFacePolicy.LARGEST)
+    reduced = decode_for_analysis(data, settings)
+    assert reduced.scale < 0.6
+    full = decode_image(data, max_pixels=40_000_000, work_side=4000)
+    assert full.scale == 1.0
+    a = analyse_image(engine, reduced, settings)
+    b = analyse_image(engine, full, settings)
+    assert a.chosen.size * 1.5 < b.chosen.size  # detection did run on the reduced pixels
+    assert float(a.embedding @ b.embedding) > 0.98
+    assert abs(a.quality.blur - b.quality.blur) < 0.1 * b.quality.blur
+    assert abs(a.quality.face_size - b.quality.face_size) <= 3
 
 
 def test_no_face(engine: FaceEngine, faces_dir: Path) -> None:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facebatch_gui.core.engine import DetectedFace, FaceEngine, blur_score
+from facebatch_gui.core.engine import ALIGNED_SIZE, DetectedFace, FaceEngine, blur_score
 from facebatch_gui.core.errors import ErrorCode, ItemError
-from facebatch_gui.core.imaging import DecodedImage, encode_jpeg
+from facebatch_gui.core.imaging import DecodedImage, decode_image, encode_jpeg
 from facebatch_gui.core.records import QualityFigures
 from facebatch_gui.core.settings import MultiFacePolicy, QualitySettings
 
@@ -28,6 +28,11 @@ class FaceAnalysis:
 
     def thumbnail_jpeg(self) -> bytes:
         return encode_jpeg(self.aligned, quality=85)
+
+
+def decode_for_analysis(data: bytes, settings: QualitySettings) -> DecodedImage:
+    """Decode at the detector's resolution (it sees at most det_size pixels: more is waste)."""
+    return decode_image(data, max_pixels=settings.max_pixels, work_side=settings.det_size)
 
 
 def _source_box(face: DetectedFace, scale: float) -> list[float]:
@@ -59,6 +64,22 @@ def choose_face(
     return max(significant or faces, key=lambda f: f.area)
 
 
+def _alignment_source(
+    image: DecodedImage, face: DetectedFace, settings: QualitySettings
+) -> tuple[np.ndarray, DetectedFace]:
+    """Detection ran on a reduced decode; a face that came out smaller than the recogniser's input
+    is aligned from a larger decode, so that its embedding and blur figure are not made from
+    upscaled pixels. Avatars rarely need this: their face fills the picture."""
+    if face.size >= ALIGNED_SIZE or image.scale >= 1.0 or image.source is None:
+        return image.bgr, face
+    wanted = min(1.0, image.scale * ALIGNED_SIZE / face.size)
+    larger = image.at_scale(wanted, max_pixels=settings.max_pixels)
+    ratio = larger.scale / image.scale
+    if ratio <= 1.0:
+        return image.bgr, face
+    return larger.bgr, DetectedFace(bbox=face.bbox * ratio, kps=face.kps * ratio, score=face.score)
+
+
 def analyse_image(
     engine: FaceEngine, image: DecodedImage, settings: QualitySettings
 ) -> FaceAnalysis:
@@ -78,7 +99,7 @@ def analyse_image(
             "(face turned away, covered or badly lit)",
             face_count=len(faces),
         )
-    aligned = engine.align(image.bgr, chosen)
+    aligned = engine.align(*_alignment_source(image, chosen, settings))
     blur = blur_score(aligned)
     if blur < settings.min_blur:
         raise ItemError(

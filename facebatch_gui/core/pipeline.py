@@ -1,6 +1,6 @@
 """One task's work, as stage loops for worker threads and a generator of per-user results.
 
-    input ─► fetch+decode (N) ─► [bounded] ─► detect+embed (M) ─► [bounded] ─► settle (1)
+    input ─► fetch (N) ─► [bounded] ─► decode+detect+embed (M) ─► [bounded] ─► settle (1)
 
 Downloads overlap inference, and inference overlaps storage. `results()` is the settle stage: it
 runs on its own worker, checks duplicates against an in-process gallery (so two users of one batch
@@ -19,12 +19,11 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
-from facebatch_gui.core.analysis import FaceAnalysis, analyse_image
+from facebatch_gui.core.analysis import FaceAnalysis, analyse_image, decode_for_analysis
 from facebatch_gui.core.engine import FaceEngine
 from facebatch_gui.core.errors import ErrorCode, FaceBatchError, ItemError
 from facebatch_gui.core.fetcher import Fetcher
 from facebatch_gui.core.gallery import Gallery
-from facebatch_gui.core.imaging import DecodedImage, decode_image
 from facebatch_gui.core.records import ItemResult, Operation, TaskStatus, UserEntry, utc_now
 from facebatch_gui.core.settings import BatchSettings
 from facebatch_gui.core.store.base import FaceRecord, FaceStore
@@ -40,7 +39,7 @@ _HEARTBEAT_S = 5.0
 class _Work:
     index: int
     entry: UserEntry
-    image: DecodedImage | None = None
+    data: bytes | None = None
     analysis: FaceAnalysis | None = None
     error: ItemError | None = None
 
@@ -72,7 +71,9 @@ class BatchPipeline:
         self._input: deque[tuple[int, UserEntry]] = deque()
         self._input_lock = threading.Lock()
         infer = self.settings.infer_workers
-        self._decoded: queue.Queue[_Work] = queue.Queue(maxsize=2 * infer + 2)
+        # Downloads wait here as bytes (a few hundred KB each), not as decoded pictures, so that
+        # memory stays flat however many fetch workers are blocked on a full queue.
+        self._fetched: queue.Queue[_Work] = queue.Queue(maxsize=2 * infer + 2)
         self._done: queue.Queue[_Work] = queue.Queue(maxsize=32)
         self._fetcher: Fetcher | None = None
         self._has_face: set[str] = set()
@@ -114,7 +115,6 @@ class BatchPipeline:
         while not self._ready.wait(_POLL_S):
             if self._stop.is_set():
                 return
-        q = self.settings.quality
         while not self._stop.is_set() and not self.cancelled:
             item = self._next_input()
             if item is None:
@@ -122,10 +122,7 @@ class BatchPipeline:
             work = _Work(*item)
             try:
                 assert self._fetcher is not None
-                data = self._fetcher.fetch(work.entry.avatar_image_url)
-                if self.cancelled:
-                    return
-                work.image = decode_image(data, max_pixels=q.max_pixels, work_side=2 * q.det_size)
+                work.data = self._fetcher.fetch(work.entry.avatar_image_url)
             except ItemError as exc:
                 work.error = exc
             except Exception as exc:  # one user's failure stays with that user
@@ -133,20 +130,25 @@ class BatchPipeline:
                 work.error = ItemError(
                     ErrorCode.DOWNLOAD_FAILED, f"Unexpected error while fetching: {exc!r}"
                 )
-            self._put(self._done if work.error else self._decoded, work)
+            if self.cancelled:
+                return
+            self._put(self._done if work.error else self._fetched, work)
 
     def _infer_loop(self) -> None:
         assert self.engine is not None
+        q = self.settings.quality
         while not self._stop.is_set():
             try:
-                work = self._decoded.get(timeout=_POLL_S)
+                work = self._fetched.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
             if self.cancelled:
                 continue
-            assert work.image is not None
+            assert work.data is not None
             try:
-                work.analysis = analyse_image(self.engine, work.image, self.settings.quality)
+                image = decode_for_analysis(work.data, q)
+                work.data = None
+                work.analysis = analyse_image(self.engine, image, q)
             except ItemError as exc:
                 work.error = exc
             except Exception as exc:  # a pathological image must not stop the others
@@ -154,7 +156,7 @@ class BatchPipeline:
                 work.error = ItemError(
                     ErrorCode.NOT_AN_IMAGE, f"Face analysis failed on this image: {exc!r}"
                 )
-            work.image = None
+            work.data = None
             self._put(self._done, work)
 
     # -- the settle stage -----------------------------------------------------------------------
