@@ -39,6 +39,30 @@ def write_csv(path: Path, rows: list[tuple[str, str]], *, bom: bool = False) -> 
     return path
 
 
+def start_cli(*args: str, **kw: object) -> subprocess.Popen[str]:
+    """The CLI as a background process, for tests that signal or kill it mid-batch."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "facebatch_gui", *args],
+        env=env,
+        text=True,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def wait_for_task(db: Path, *, settled_at_least: int = 0, timeout_s: float = 60) -> str | None:
+    """Poll the store (bounded) until a task exists with at least that many settled users."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not db.exists():
+            continue
+        tasks = SqliteStore(db).list_tasks()
+        if tasks and settled_at_least <= tasks[0].completed_items < tasks[0].total_items:
+            return tasks[0].task_id
+    return None
+
+
 def test_register_json_exit_codes_and_export(
     tmp_path: Path, image_server: ImageServer, model_dir: Path
 ) -> None:
@@ -162,42 +186,24 @@ def test_killed_run_is_interrupted_and_resumes_only_unfinished(
         for i, p in enumerate(["biden", "kit_harington", "rose_leslie", "alex_lacamoire"])
     ]
     listing = write_csv(tmp_path / "crash.csv", rows)
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "facebatch_gui",
-            "register",
-            str(listing),
-            "--db",
-            str(db),
-            "--model-dir",
-            str(model_dir),
-            "--fetch-workers",
-            "1",
-            "--quiet",
-        ],
-        env=env,
+    proc = start_cli(
+        "register",
+        str(listing),
+        "--db",
+        str(db),
+        "--model-dir",
+        str(model_dir),
+        "--fetch-workers",
+        "1",
+        "--quiet",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    store = SqliteStore(db) if db.exists() else None
-    deadline = time.monotonic() + 60
-    task_id = None
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        if store is None and db.exists():
-            store = SqliteStore(db)
-        if store is None:
-            continue
-        tasks = store.list_tasks()
-        if tasks and 1 <= tasks[0].completed_items < tasks[0].total_items:
-            task_id = tasks[0].task_id
-            break
+    task_id = wait_for_task(db, settled_at_least=1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert task_id is not None and store is not None, "the batch never got under way"
+    assert task_id is not None, "the batch never got under way"
+    store = SqliteStore(db)
     settled_before = {r.user_id for r in store.get_task(task_id).results}  # type: ignore[union-attr]
     assert "early" in settled_before
 
@@ -216,3 +222,37 @@ def test_killed_run_is_interrupted_and_resumes_only_unfinished(
     before = next(r for r in record.results if r.user_id == "early")
     assert early["finished_at"] == before.finished_at  # not run again
     assert sorted(r["user_id"] for r in final["results"]) == sorted(u for u, _ in rows)
+
+
+def test_ctrl_c_cancels_the_batch(
+    tmp_path: Path, image_server: ImageServer, model_dir: Path
+) -> None:
+    """SIGINT, as a terminal's Ctrl-C sends it: unfinished users end `cancelled`, exit 1."""
+    db = tmp_path / "int.db"
+    rows = [
+        (f"slow-{i}", image_server.url(f"slow/1500/identities/obama/1.jpg?i={i}")) for i in range(6)
+    ]
+    listing = write_csv(tmp_path / "int.csv", rows)
+    proc = start_cli(
+        "register",
+        str(listing),
+        "--db",
+        str(db),
+        "--model-dir",
+        str(model_dir),
+        "--fetch-workers",
+        "1",
+        "--json",
+        "--quiet",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert wait_for_task(db) is not None
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    record = json.loads(out)
+    assert record["status"] == "cancelled"
+    assert record["completed_items"] == record["total_items"] == 6
+    assert any(r["error_code"] == "cancelled" for r in record["results"])
