@@ -351,3 +351,8 @@ def test_folder_with_same_stem_twice_flags_the_second(tmp_path: Path, faces_dir:
 
 def test_empty_folder_gives_no_entries(tmp_path: Path) -> None:
     assert load_user_list(tmp_path) == []
+
+
+def test_blank_lines_before_the_header_are_skipped_and_lines_still_count() -> None:
+    entries = entries_from_csv("\n\nuser_id,avatar_image_url\nalice,http://127.0.0.1/a.jpg\n")
+    assert [(e.user_id, e.line) for e in entries] == [("alice", 4)]

@@ -122,6 +122,10 @@ def entries_from_json(data: object, operation: Operation) -> list[UserEntry]:
 def entries_from_csv(text: str, *, require_url: bool = True) -> list[UserEntry]:
     if text.startswith("\ufeff"):
         text = text[1:]
+    # Blank lines before the header are common in hand-made files; skip them, keep line numbers.
+    body = text.lstrip("\r\n")
+    offset = text[: len(text) - len(body)].count("\n")
+    text = body
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count) if first_line else ","
     # strict: an unclosed quote must not silently swallow the rows after it into one cell.
@@ -129,7 +133,7 @@ def entries_from_csv(text: str, *, require_url: bool = True) -> list[UserEntry]:
     try:
         header = next(reader, None)
     except csv.Error as exc:
-        raise InputFileError(f"The CSV header (line 1) cannot be read: {exc}") from exc
+        raise InputFileError(f"The CSV header (line {offset + 1}) cannot be read: {exc}") from exc
     if header is None:
         raise InputFileError("The CSV file is empty")
     columns = [h.strip().lower() for h in header]
@@ -142,11 +146,11 @@ def entries_from_csv(text: str, *, require_url: bool = True) -> list[UserEntry]:
     uid_col = columns.index("user_id")
     url_col = columns.index("avatar_image_url") if "avatar_image_url" in columns else None
     entries = []
-    end = reader.line_num  # the last physical line read so far
+    end = offset + reader.line_num  # the last physical line read so far
     try:
         for row in reader:
             # A row starts on the line after the previous one ended (quoted cells may span lines).
-            line, end = end + 1, reader.line_num
+            line, end = end + 1, offset + reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
             uid = row[uid_col] if uid_col < len(row) else ""
