@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class FaceEngine:
         files = sorted(model_dir.glob("*.onnx"))
         if not files:
             raise ModelPackError(f"Model folder {model_dir} holds no .onnx files")
-        found: dict[str, tuple[object, Path]] = {}
+        found: dict[str, tuple[Any, Path]] = {}  # insightface's models are untyped
         for path in files:
             try:
                 model = model_zoo.get_model(

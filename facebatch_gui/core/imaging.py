@@ -147,8 +147,7 @@ def decode_image(data: bytes, *, max_pixels: int, work_side: int) -> DecodedImag
                 factor = work_side / max(width, height)
                 im.draft("RGB", (max(1, int(width * factor)), max(1, int(height * factor))))
             im.load()
-            im = ImageOps.exif_transpose(im)
-            bgr = cv2.cvtColor(_to_rgb(im), cv2.COLOR_RGB2BGR)
+            bgr = cv2.cvtColor(_to_rgb(ImageOps.exif_transpose(im)), cv2.COLOR_RGB2BGR)
     except Image.DecompressionBombError as exc:
         raise ItemError(ErrorCode.IMAGE_TOO_LARGE, f"Image has too many pixels: {exc}") from exc
     except (OSError, ValueError, SyntaxError) as exc:

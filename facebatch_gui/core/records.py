@@ -100,7 +100,7 @@ class ItemResult(BaseModel):
             error_message=message,
             avatar_image_url=entry.avatar_image_url or None,
             finished_at=utc_now(),
-            **extra,  # type: ignore[arg-type]
+            **extra,
         )
 
 
