@@ -27,16 +27,6 @@ def _has_models() -> bool:
     return MODELS.is_dir() and any(MODELS.glob("*.onnx"))
 
 
-needs_models = pytest.mark.skipif(
-    not _has_models(),
-    reason=f"offline model pack not found at {MODELS} (set FACEBATCH_MODEL_DIR)",
-)
-needs_faces = pytest.mark.skipif(
-    not (FACES / "manifest.csv").is_file(),
-    reason=f"test photos not found at {FACES} (set FACEBATCH_SHARED)",
-)
-
-
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not (FACES / "manifest.csv").is_file():
