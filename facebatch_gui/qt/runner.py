@@ -207,6 +207,7 @@ class TaskManager(QObject):
             )
         settings = BatchSettings.model_validate(self.store.task_options(task_id))
         items = self.store.unfinished_items(task_id)
+        # Cancelled items count as settled and failed in the record but run again now.
         done = record.total_items - len(items)
         failed_before = record.failed_items - (record.completed_items - done)
         return self._launch(record, settings, items, done, max(0, failed_before))
