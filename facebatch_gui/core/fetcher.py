@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from facebatch_gui.core.errors import ErrorCode, ItemError
+from facebatch_gui.core.netguard import AddressRefused, GuardedTransport, parse_networks
 from facebatch_gui.core.settings import FetchSettings
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -59,11 +60,16 @@ class Fetcher:
         self.settings = settings or FetchSettings()
         s = self.settings
         self._cancelled = cancelled
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._client = httpx.Client(
             timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
+            # Without private networks, every connection (redirects too) is vetted at connect time.
+            transport=None
+            if s.allow_private_networks
+            else GuardedTransport(limits=limits, allowed=parse_networks(s.allowed_networks)),
             follow_redirects=True,
             max_redirects=s.max_redirects,
             headers={"User-Agent": _USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
@@ -123,6 +129,13 @@ class Fetcher:
                 return self._fetch_once(url)
             except _Retryable as exc:
                 failure, retry_after = exc.error, exc.retry_after
+            except AddressRefused as exc:
+                # The URL's own host is the caller's input; a redirect there is the server's doing.
+                if (urlsplit(url).hostname or "").strip("[]") == exc.host:
+                    raise ItemError(ErrorCode.INVALID_INPUT, f"Refused {url}: {exc}") from exc
+                raise ItemError(
+                    ErrorCode.DOWNLOAD_FAILED, f"Refused a redirect from {url}: {exc}"
+                ) from exc
             except httpx.TooManyRedirects as exc:
                 raise ItemError(
                     ErrorCode.DOWNLOAD_FAILED, f"More than {s.max_redirects} redirects for {url}"

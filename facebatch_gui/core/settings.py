@@ -6,10 +6,11 @@ similarity 0.59-0.72, different people at most 0.15, hence a duplicate threshold
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class MultiFacePolicy(StrEnum):
@@ -29,6 +30,23 @@ class FetchSettings(BaseModel):
     retries: int = Field(2, ge=0, description="Extra tries after a network error, 5xx or 429")
     backoff_s: float = Field(0.25, ge=0, description="First retry delay; doubles each try")
     allow_local: bool = Field(True, description="Accept file:// URLs and local paths")
+    allow_private_networks: bool = Field(
+        True,
+        description="Download from loopback, link-local and private addresses (checked at "
+        "connect time); the HTTP endpoint turns this off unless told otherwise",
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR blocks reachable even when private networks are refused, e.g. an "
+        "intranet photo server's 10.0.5.0/24",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for text in value:
+            ipaddress.ip_network(text.strip(), strict=False)  # ValueError names the bad block
+        return value
 
 
 class QualitySettings(BaseModel):
