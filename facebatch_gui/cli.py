@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections import Counter
@@ -102,6 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="run the unfinished items of an interrupted task")
     p.add_argument("task_id")
+    _batch_options(p, register=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API headless (batches via the task manager)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("FACEBATCH_API_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on every route but /health "
+        "(or FACEBATCH_API_TOKEN); needed to listen beyond 127.0.0.1",
+    )
+    p.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let tasks download from loopback, link-local and private addresses",
+    )
+    p.add_argument("--max-users-per-batch", type=int, help="default 10,000")
+    p.add_argument("--max-concurrent-tasks", type=int, help="default 4")
+    p.add_argument("--max-body-bytes", type=int, help="default 16 MiB")
     _batch_options(p, register=True)
 
     p = sub.add_parser("export-failures", help="write a task's failures to CSV")
@@ -342,6 +362,82 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The HTTP API with the task manager on this (main) thread under a QCoreApplication.
+
+    SIGINT/SIGTERM: stop taking requests, cancel running tasks (their unfinished users are recorded
+    `cancelled`, resumable), wait for them, exit 0. --json prints {"url": ...} once listening.
+    """
+    from PySide6.QtCore import QCoreApplication, QTimer
+
+    from facebatch_gui.api import ApiConfig, ApiServer, check_exposure
+    from facebatch_gui.qt.runner import TaskManager
+    from facebatch_gui.qt.service import QtTaskService
+
+    limits = {
+        k: v
+        for k, v in (
+            ("max_users_per_batch", args.max_users_per_batch),
+            ("max_concurrent_tasks", args.max_concurrent_tasks),
+            ("max_body_bytes", args.max_body_bytes),
+        )
+        if v is not None
+    }
+    try:
+        config = ApiConfig(
+            enabled=True,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            allow_private_urls=args.allow_private_urls,
+            **limits,
+        )
+    except ValueError as exc:
+        raise UsageError(f"Invalid option: {exc}") from exc
+    check_exposure(config)  # before loading models: refuse fast
+    settings = settings_from_args(args)
+    store = _open_store(args)
+    engine = _load_engine(args, settings)
+    app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
+    manager = TaskManager(store, engine)
+    service = QtTaskService(manager)
+    server = ApiServer(service, config, settings=settings)
+    url = server.start()
+    if args.json:
+        print(json.dumps({"url": url, "openapi": f"{url}/openapi.json"}), flush=True)
+    if not args.quiet:
+        print(f"facebatch: HTTP API on {url} (docs at {url}/docs); Ctrl-C stops", file=sys.stderr)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        app.quit()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ticker = QTimer()  # lets Python run its signal handlers while Qt's loop waits
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+    try:
+        app.exec()
+    finally:
+        ticker.stop()
+        service.close()  # callers waiting on the manager get 503 now, not after a timeout
+        server.stop()
+        running = [tid for tid, r in manager.runners.items() if r.running]
+        for task_id in running:
+            manager.cancel(task_id)
+        manager.wait_all(60_000)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.close()
+    if not args.quiet:
+        note = (
+            f"; cancelled {len(running)} running task(s): {', '.join(running)}" if running else ""
+        )
+        print(f"facebatch: HTTP API stopped{note}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -351,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "tasks":
             return _tasks(args)
+        if args.command == "serve":
+            return _serve(args)
         return _export(args)
     except (UsageError, FaceBatchError) as exc:
         print(f"facebatch: error: {exc}", file=sys.stderr)
