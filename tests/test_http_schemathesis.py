@@ -85,14 +85,10 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
         server.stop()
     text = log.read_text()
     elapsed = time.monotonic() - started
-    summary = [
-        line
-        for line in text.splitlines()
-        if re.search(r"operations|test cases|generated|failures|passed|failed|errors", line, re.I)
-    ]
-    with capsys.disabled():
+    with capsys.disabled():  # the figures for the record: operations, test cases, failures
         print(f"\nschemathesis ({elapsed:.0f} s, max {MAX_EXAMPLES} examples per operation):")
-        print("\n".join(summary[-12:]))
+        print(text)
     assert proc.returncode == 0, text[-6000:]
-    assert re.search(r"\b6 (selected|operations|tested)", text) or "6 " in text, text[-3000:]
+    assert re.search(r"Operations:\s+6 selected / 6 total", text), text[-3000:]
+    assert re.search(r"\d+ generated, \d+ passed\s*$", text, re.M), text[-3000:]
     assert len(manager.runners) > 0  # generated bodies did start real tasks
