@@ -164,6 +164,13 @@ def test_not_json_and_too_many_users_are_422(serve: ServeFn, service: QtTaskServ
     )
     assert raw.status_code == 422
     assert raw.json()["detail"][0]["type"] == "json_invalid"
+    for junk in (b"j\x80\x14 \x01", b"[" * 100_000):  # not UTF-8; nesting too deep
+        response = api.post(
+            "/faces/batch-delete", content=junk, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body"]
+        assert response.json()["detail"][0]["msg"].startswith("Body is not valid JSON")
     many = {
         "users": [
             {"user_id": f"u{i}", "avatar_image_url": "https://x.test/a.jpg"} for i in range(4)

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facebatch_gui import __version__
@@ -142,6 +144,27 @@ def create_app(
         )
     else:
         app.include_router(router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _unparsable_body(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 when the body is not even JSON text (bytes that are not UTF-8,
+        # nesting too deep for the parser); these routes raise no 400 themselves. A malformed
+        # body is 422 here, in the shape of FastAPI's other validation errors.
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            cause = exc.__cause__
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "type": "json_invalid",
+                            "loc": ["body"],
+                            "msg": f"Body is not valid JSON ({type(cause).__name__}: {cause})",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(_request: Request, exc: ServiceUnavailable) -> JSONResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facebatch_gui.core.records import TaskStatus
 
@@ -22,10 +22,27 @@ class UserIn(BaseModel):
 
 
 class BatchRegisterRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "users": [
+                        {
+                            "user_id": "alice",
+                            "avatar_image_url": "https://example.com/photos/alice.jpg",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     users: list[UserIn] = Field(min_length=1)
 
 
 class BatchDeleteRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_ids": ["alice", "bob"]}]})
+
     user_ids: list[str] = Field(min_length=1)
 
 
