@@ -20,7 +20,7 @@ from facebatch_gui.qt.runner import TaskManager
 from facebatch_gui.qt.service import QtTaskService
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_EXAMPLES = int(os.environ.get("FACEBATCH_ST_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("FACEBATCH_ST_EXAMPLES", "50"))
 TOKEN = "fuzz-token"
 
 
