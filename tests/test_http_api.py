@@ -481,3 +481,15 @@ def test_http_tasks_refuse_local_files_even_when_operator_settings_allow_them() 
     )  # type: ignore[arg-type]
     assert ctx.task_settings().fetch.allow_private_networks is True
     assert ctx.task_settings().fetch.allow_local is False
+
+
+def test_api_config_round_trips_as_json_for_the_gui() -> None:
+    config = ApiConfig(
+        port=8123, token="t", allow_private_urls=True, allowed_networks=["10.0.5.0/24"]
+    )
+    assert ApiConfig.model_validate_json(config.model_dump_json()) == config
+    assert ApiConfig(token="").token is None  # an emptied settings field means no token
+    with pytest.raises(ValueError, match=r"10\.0\.5"):
+        ApiConfig(allowed_networks=["10.0.5"])
+    with pytest.raises(ValueError, match="less than or equal to 65535"):
+        ApiConfig(port=70_000)
