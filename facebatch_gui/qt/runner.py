@@ -173,6 +173,16 @@ class TaskManager(QObject):
             self._engine = self._engine()
         return self._engine
 
+    def set_engine(self, engine: FaceEngine | Callable[[], FaceEngine] | None) -> None:
+        """Tasks already running keep the engine they started with."""
+        self._engine = engine
+
+    def has_engine(self) -> bool:
+        return isinstance(self._engine, FaceEngine)
+
+    def running_tasks(self) -> list[str]:
+        return [task_id for task_id, runner in self.runners.items() if runner.running]
+
     def start_register(self, entries: Sequence[UserEntry], settings: BatchSettings) -> str:
         record = self.store.create_task(
             Operation.REGISTER, entries, settings.model_dump(mode="json")
