@@ -489,12 +489,14 @@ class UserFilterProxy(QSortFilterProxyModel):
         self.setDynamicSortFilter(True)
 
     def set_state_filter(self, name: str) -> None:
+        self.beginFilterChange()
         self._states = self.FILTERS[name]
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_text_filter(self, text: str) -> None:
+        self.beginFilterChange()
         self._text = text.strip().casefold()
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
         model = self.sourceModel()
