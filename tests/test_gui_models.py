@@ -3,8 +3,10 @@ checker, undo/redo of every edit, validation marks, coalesced result updates and
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 
 from facebatch_gui.core.errors import ErrorCode
 from facebatch_gui.core.records import (
@@ -227,8 +229,15 @@ def test_history_applies_live_progress_without_reset() -> None:
     model = TaskHistoryModel()
     now = utc_now()
     model.set_tasks(
-        [TaskRecord(task_id="t1", status=TaskStatus.QUEUED, created_at=now, updated_at=now,
-                    total_items=10)]
+        [
+            TaskRecord(
+                task_id="t1",
+                status=TaskStatus.QUEUED,
+                created_at=now,
+                updated_at=now,
+                total_items=10,
+            )
+        ]
     )
     resets: list[int] = []
     model.modelReset.connect(lambda: resets.append(1))
@@ -247,3 +256,34 @@ def test_delete_validation_needs_no_url() -> None:
     assert model.rows[0].state == RowState.INVALID  # registering needs a URL
     model.set_operation(Operation.DELETE)
     assert model.rows[0].state == RowState.PENDING
+
+
+def test_sorting_keeps_undo_and_selection_on_the_same_users(qtbot) -> None:
+    model = _model(4)
+    persistent = QPersistentModelIndex(model.index(0, Column.USER_ID))  # u0, as a view holds it
+    model.setData(model.index(3, Column.URL), URL.format("new"))  # edit u3
+    model.sort(Column.USER_ID, Qt.SortOrder.DescendingOrder)
+    assert [r.user_id for r in model.rows] == ["u3", "u2", "u1", "u0"]
+    assert persistent.row() == 3 and persistent.data() == "u0"
+    model.undo_stack.undo()  # the edit of u3, now at the top
+    assert model.rows[0].user_id == "u3" and model.rows[0].avatar_image_url == URL.format(3)
+    model.undo_stack.push(RemoveRowsCommand(model, [1]))  # u2
+    model.sort(Column.USER_ID, Qt.SortOrder.AscendingOrder)
+    model.undo_stack.undo()
+    assert sorted(r.user_id for r in model.rows) == ["u0", "u1", "u2", "u3"]
+    assert model.row_for("u2") is not None
+
+
+def test_results_resort_a_sorted_list_at_most_once_a_second(qtbot) -> None:
+    model = _model(6)
+    model.sort(Column.STATUS, Qt.SortOrder.DescendingOrder)
+    layouts: list[float] = []
+    model.layoutChanged.connect(lambda *_: layouts.append(time.monotonic()))
+    model.apply_results([_ok("u4")])
+    model.flush()
+    model.apply_results([_fail("u1")])
+    model.flush()
+    qtbot.waitUntil(lambda: len(layouts) >= 1, timeout=3000)
+    qtbot.waitUntil(lambda: model.rows[0].state == RowState.FAILED, timeout=3000)
+    assert [r.user_id for r in model.rows[:2]] == ["u1", "u4"]  # failed, then succeeded
+    assert all(b - a >= 0.9 for a, b in zip(layouts, layouts[1:], strict=False))

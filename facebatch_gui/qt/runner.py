@@ -111,7 +111,10 @@ class BatchRunner(QObject):
         return self._pool.waitForDone(msecs)
 
     def active_threads(self) -> int:
-        return self._pool.activeThreadCount()
+        try:
+            return self._pool.activeThreadCount()
+        except RuntimeError:  # the pool's C++ side is gone, and its destructor waited for done
+            return 0
 
     def _on_yielded(self, results: list[ItemResult]) -> None:
         for result in results:
