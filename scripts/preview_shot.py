@@ -30,7 +30,7 @@ SHARED = Path(os.environ.get("FACEBATCH_SHARED", REPO.parent / "shared"))
 FACES = SHARED / "faces"
 
 
-def enrol(store: SqliteStore, engine: FaceEngine, user_id: str, path: Path) -> None:
+def enrol(store: SqliteStore, engine: FaceEngine, user_id: str, path: Path) -> FaceRecord:
     settings = BatchSettings().quality
     a = analyse_image(engine, decode_for_analysis(path.read_bytes(), settings), settings)
     face = FaceRecord(
@@ -45,6 +45,14 @@ def enrol(store: SqliteStore, engine: FaceEngine, user_id: str, path: Path) -> N
     )
     result = ItemResult(user_id=user_id, status=True)
     store.commit_registration(None, 0, face, result, replace=True, create_user=True)
+    return face
+
+
+def similarity(engine: FaceEngine, face: FaceRecord, path: Path) -> float:
+    """What the batch's duplicate check computes: cosine of the two embeddings."""
+    settings = BatchSettings().quality
+    a = analyse_image(engine, decode_for_analysis(path.read_bytes(), settings), settings)
+    return round(float(face.embedding @ a.embedding), 4)
 
 
 def batch_failure(engine: FaceEngine, user_id: str, path: Path) -> ItemResult:
@@ -54,9 +62,7 @@ def batch_failure(engine: FaceEngine, user_id: str, path: Path) -> ItemResult:
         analyse_image(engine, decode_for_analysis(path.read_bytes(), settings), settings)
     except ItemError as exc:
         entry = UserEntry(user_id, str(path))
-        return ItemResult.failure(
-            entry, Operation.REGISTER, exc.code, exc.message, **exc.details
-        )
+        return ItemResult.failure(entry, Operation.REGISTER, exc.code, exc.message, **exc.details)
     raise SystemExit(f"{path} was expected to fail")
 
 
@@ -86,7 +92,9 @@ def main() -> None:
     engine = FaceEngine(Path(os.environ.get("FACEBATCH_MODEL_DIR", SHARED / "models")))
     tmp = tempfile.TemporaryDirectory()
     store = SqliteStore(Path(tmp.name) / "faces.db")
-    enrol(store, engine, "u-obama", FACES / "identities/obama/1.jpg")
+    enrolled = enrol(store, engine, "u-obama", FACES / "identities/obama/1.jpg")
+    dup = FACES / "identities/obama/2.jpg"
+    sim = similarity(engine, enrolled, dup)
 
     pane = PreviewPane()
     pane.resize(560, 860)
@@ -100,15 +108,15 @@ def main() -> None:
         (
             "duplicate",
             "u-obama-2",
-            FACES / "identities/obama/2.jpg",
+            dup,
             ItemResult(
                 user_id="u-obama-2",
                 status=False,
                 error_code=ErrorCode.DUPLICATE_FACE,
                 error_message="This face matches user 'u-obama', enrolled already "
-                "(similarity 0.66 >= 0.45)",
+                f"(similarity {sim:.2f} >= 0.45)",
                 duplicate_of="u-obama",
-                similarity=0.66,
+                similarity=sim,
             ),
         ),
     ]

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from PySide6.QtGui import QColor, QImage
 
@@ -16,9 +17,11 @@ from facebatch_gui.core.errors import ErrorCode
 from facebatch_gui.core.records import ItemResult
 from facebatch_gui.core.settings import BatchSettings, FetchSettings, MultiFacePolicy
 from facebatch_gui.core.store import FaceRecord, SqliteStore
+from facebatch_gui.qt import preview
 from facebatch_gui.qt.preview import (
     CHOSEN_COLOUR,
     OTHER_COLOUR,
+    REJECTED_COLOUR,
     PreviewData,
     PreviewPane,
 )
@@ -244,6 +247,57 @@ def test_succeeded_row_shows_the_stored_face(
     assert data.enrolled.similarity is not None and data.enrolled.similarity > 0.99
     assert pane.enrolled_view.isVisible()
     assert "enrolled" in pane.status_label.text()
+
+
+def test_blurred_face_fails_with_its_figures_and_a_red_box(
+    qtbot, pane: PreviewPane, faces_dir: Path, tmp_path: Path
+) -> None:
+    """A local file (the fetcher accepts paths), blurred the way test_batches makes one."""
+    kit = cv2.imread(str(faces_dir / "identities/kit_harington/1.jpg"))
+    path = tmp_path / "blurred.png"
+    cv2.imwrite(str(path), cv2.GaussianBlur(kit, (25, 25), 0))
+    data = show(qtbot, pane, "u-blurred", str(path))
+    assert data.would_pass is False
+    assert data.error_code == ErrorCode.LOW_QUALITY
+    chosen = data.chosen
+    assert chosen is not None  # the face a batch picked, then refused
+    assert data.aligned is not None
+    assert data.blur is not None and data.blur < BatchSettings().quality.min_blur
+    assert data.error_message is not None and f"{data.blur:.1f}" in data.error_message
+    assert "would fail with low_quality" in pane.notice_label.text()
+    assert "color" in pane.figures["blur"].styleSheet()  # the failing figure stands out
+    assert "color" not in pane.figures["det_score"].styleSheet()
+    shot = pane.photo_view.grab().toImage()
+    x1, y1, x2, _ = chosen.bbox
+    top_mid = pane.photo_view.map_from_image((x1 + x2) / 2, y1)
+    assert colour_near(shot, top_mid.x(), top_mid.y(), REJECTED_COLOUR)
+    assert not colour_near(shot, top_mid.x(), top_mid.y(), CHOSEN_COLOUR)
+
+
+def test_clear_forgets_the_row(qtbot, pane: PreviewPane, image_server: ImageServer) -> None:
+    show(qtbot, pane, "u-obama", image_server.url("faces/identities/obama/1.jpg"))
+    pane.clear()
+    assert pane.last_result is None
+    assert pane.title.text() == "No user selected"
+    assert pane.photo_view.image_rect().isEmpty()
+    assert not pane.aligned_view.isVisible()
+
+
+def test_the_cache_keeps_only_the_latest_rows(
+    qtbot, pane: PreviewPane, image_server: ImageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preview, "CACHE_SIZE", 2)
+    rels = ["identities/biden/1.jpg", "identities/biden/2.jpg", "identities/obama/2.jpg"]
+    first = "/faces/identities/biden/1.jpg"
+    before = image_server.hits[first]
+    for i, rel in enumerate(rels):
+        show(qtbot, pane, f"u-{i}", image_server.url(f"faces/{rel}"))
+    assert image_server.hits[first] == before + 1
+    # The first row was evicted: showing it again downloads it again; then it is cached.
+    show(qtbot, pane, "u-0", image_server.url(f"faces/{rels[0]}"))
+    assert image_server.hits[first] == before + 2
+    show(qtbot, pane, "u-0", image_server.url(f"faces/{rels[0]}"))
+    assert image_server.hits[first] == before + 2
 
 
 def test_stale_results_are_dropped_and_going_back_is_cached(

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -75,6 +76,9 @@ cv2 = import_cv2()
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 32
+# Previews are interactive: a silent server gets a message (and a Reload) after this long, not after
+# the batch's full read timeout and retries. It also bounds how long `shutdown` can wait.
+PREVIEW_TIMEOUT_S = 5.0
 THUMB_SIDE = 128  # logical pixels a thumbnail is shown at (the aligned crop is 112 px)
 
 # Box colours on the photo: saturated, readable on skin, hair and backgrounds; outlined in black.
@@ -233,6 +237,8 @@ def compute_preview(req: _Request, is_current: Callable[[], bool]) -> PreviewDat
         data.error_code, data.error_message = exc.code, exc.message
         data.problem, data.problem_kind = f"Cannot show this photo: {exc.message}", "image"
         return data
+    if not is_current():
+        return None
     data.photo = _qimage(image.bgr)
     data.source_size = (image.width, image.height)
     data.image_format = image.format
@@ -607,8 +613,13 @@ class PreviewPane(QWidget):
         self.boxes_check = QCheckBox("Show faces")
         self.boxes_check.setChecked(True)
         self.boxes_check.toggled.connect(self.photo_view.set_show_faces)
+        self.reload_button = QToolButton()
+        self.reload_button.setText("Reload")
+        self.reload_button.setToolTip("Download and analyse this photo again")
+        self.reload_button.clicked.connect(self.refresh)
         legend.addWidget(self.legend_label, 1)
         legend.addWidget(self.boxes_check)
+        legend.addWidget(self.reload_button)
         root.addLayout(legend)
 
         self.notice_label = QLabel()  # download failures, models loading, preview vs. outcome
@@ -657,11 +668,12 @@ class PreviewPane(QWidget):
         """New engine source, store or settings; the row on show is previewed again if they change
         what it would show. Calling it with the same things again costs nothing."""
         before = self._current_key()
-        if self._fetcher is not None and settings.fetch != self._settings.fetch:
-            self._fetcher.close()  # a job still using it fails, and is dropped as stale
+        refetch = self._fetcher is not None and settings.fetch != self._settings.fetch
+        if refetch and self._fetcher is not None:
+            self._fetcher.close()  # a job still using it fails, and is dropped as stale below
             self._fetcher = None
         self._engine_fn, self._store, self._settings = engine, store, settings
-        if self._row is not None and self._current_key() != before:
+        if self._row is not None and (refetch or self._current_key() != before):
             self.show_row(*self._row)
 
     def show_row(self, user_id: str, avatar_image_url: str, result: ItemResult | None) -> None:
@@ -671,6 +683,7 @@ class PreviewPane(QWidget):
         self._generation += 1
         self._engine_poll.stop()
         self._row = (user_id, avatar_image_url, result)
+        self.reload_button.setEnabled(True)
         self._show_header(user_id, result)
         engine = self._engine_fn()
         key = self._key(user_id, avatar_image_url, result, engine)
@@ -706,6 +719,7 @@ class PreviewPane(QWidget):
 
         job = _PreviewJob(generation, lambda: compute_preview(request, is_current))
         self._pending_key = key
+        self._pool.clear()  # rows queued but not started are stale now: never start them
         job.signals.done.connect(self._on_done)  # a bound slot: disconnected if the pane dies
         self._prune_jobs()
         self._jobs.append(job)
@@ -727,6 +741,7 @@ class PreviewPane(QWidget):
         self.title.setText("No user selected")
         _coloured(self.title, _Tones.of(self.palette()).muted)
         self.status_label.setText("")
+        self.reload_button.setEnabled(False)
         self.message_label.hide()
         self.notice_label.hide()
         self.photo_view.set_photo(None, [], "Select a user in the table to preview their photo.")
@@ -774,9 +789,15 @@ class PreviewPane(QWidget):
 
     def _ensure_fetcher(self) -> Fetcher:
         if self._fetcher is None:
-            self._fetcher = Fetcher(
-                self._settings.fetch, max_connections=4, cancelled=self._closing.is_set
+            fetch = self._settings.fetch
+            quick = fetch.model_copy(
+                update={
+                    "read_timeout_s": min(fetch.read_timeout_s, PREVIEW_TIMEOUT_S),
+                    "connect_timeout_s": min(fetch.connect_timeout_s, PREVIEW_TIMEOUT_S),
+                    "retries": min(fetch.retries, 1),
+                }
             )
+            self._fetcher = Fetcher(quick, max_connections=4, cancelled=self._closing.is_set)
         return self._fetcher
 
     def _prune_jobs(self) -> None:
@@ -837,7 +858,7 @@ class PreviewPane(QWidget):
         for view in (self.aligned_view, self.matched_view, self.enrolled_view):
             view.hide()
 
-    def _show_data(self, data: PreviewData) -> None:
+    def _show_data(self, data: PreviewData, *, announce: bool = True) -> None:
         tones = _Tones.of(self.palette())
         result = self._row[2] if self._row is not None else None
         placeholder = data.problem or "No photo."
@@ -851,7 +872,8 @@ class PreviewPane(QWidget):
         self.last_result = data
         if data.problem_kind == "engine":
             self._engine_poll.start()
-        self.previewed.emit(data)
+        if announce:
+            self.previewed.emit(data)
 
     def _show_legend(self, data: PreviewData) -> None:
         if not data.faces:
@@ -869,8 +891,10 @@ class PreviewPane(QWidget):
                 if data.would_pass
                 else swatch(REJECTED_COLOUR, "picked face (fails a check)")
             )
-        if any(not f.chosen for f in data.faces):
-            parts.append(swatch(OTHER_COLOUR, "other faces"))
+        if chosen is None:
+            parts.append(swatch(OTHER_COLOUR, "detected faces (none chosen)"))
+        elif any(not f.chosen for f in data.faces):
+            parts.append(swatch(OTHER_COLOUR, "other faces (ignored)"))
         if any(not f.counted and not f.chosen for f in data.faces):
             parts.append("dashed: too small to count")
         self.legend_label.setText("&nbsp;&nbsp;&nbsp;".join(parts))
@@ -931,7 +955,7 @@ class PreviewPane(QWidget):
         if data.matched is not None and data.matched.similarity is not None:
             similarity = (
                 f"{data.matched.similarity:.3f} to {data.matched.user_id}  "
-                f"(duplicate at {q.duplicate_threshold:.2f})"
+                f"(duplicate from {q.duplicate_threshold:.2f})"
             )
         elif data.enrolled is not None and data.enrolled.similarity is not None:
             similarity = f"{data.enrolled.similarity:.3f} to the enrolled face"
@@ -995,5 +1019,5 @@ class PreviewPane(QWidget):
         if event.type() == QEvent.Type.PaletteChange and self._row is not None:
             self._show_header(self._row[0], self._row[2])
             if self.last_result is not None:
-                self._show_data(self.last_result)
+                self._show_data(self.last_result, announce=False)
         super().changeEvent(event)
