@@ -324,6 +324,26 @@ def test_stale_results_are_dropped_and_going_back_is_cached(
     qtbot.waitUntil(lambda: pane.active_jobs() == 0, timeout=WAIT_MS)
 
 
+def test_the_same_row_again_does_not_restart_its_job(
+    qtbot, pane: PreviewPane, image_server: ImageServer
+) -> None:
+    """A window that re-selects the row on every progress tick must still get its preview."""
+    route = "slow/600/identities/rose_leslie/2.jpg"
+    url = image_server.url(route)
+    with qtbot.waitSignal(pane.previewed, timeout=WAIT_MS):
+        for _ in range(5):
+            pane.show_row("u-rose", url, None)
+            qtbot.wait(50)
+    assert image_server.hits["/" + route] == 1
+    assert pane.stale_dropped == 0
+    assert pane.url_label.full_text() == url
+    # A new outcome for the row is a different preview (the store may hold its face now).
+    with qtbot.waitSignal(pane.previewed, timeout=WAIT_MS):
+        pane.show_row("u-rose", url, ItemResult(user_id="u-rose", status=True))
+    assert image_server.hits["/" + route] == 2
+    assert "enrolled" in pane.status_label.text()
+
+
 def test_a_404_shows_a_message(qtbot, pane: PreviewPane, image_server: ImageServer) -> None:
     data = show(qtbot, pane, "u-missing", image_server.url("status/404"))
     assert data.problem_kind == "download"

@@ -44,6 +44,7 @@ from PySide6.QtGui import (
     QPalette,
     QPen,
     QPixmap,
+    QResizeEvent,
 )
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -542,6 +543,32 @@ class ThumbView(QWidget):
         super().changeEvent(event)
 
 
+class _ElidedLabel(QLabel):
+    """One line that elides in the middle to fit (URLs), with the whole text as its tooltip."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def _elide(self) -> None:
+        width = max(20, self.width())
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+
 # -- the pane -------------------------------------------------------------------------------------
 class PreviewPane(QWidget):
     """The main window's right-hand pane: the selected user's photo, faces, figures and outcome.
@@ -568,6 +595,7 @@ class PreviewPane(QWidget):
         self._row: tuple[str, str, ItemResult | None] | None = None
         self._cache: OrderedDict[tuple[object, ...], PreviewData] = OrderedDict()
         self._pending_key: tuple[object, ...] | None = None  # the cache key of the job on show
+        self._inflight_key: tuple[object, ...] | None = None  # ... while it is still running
         self.last_result: PreviewData | None = None
         self.stale_dropped = 0  # results that arrived for a row already left (tests, diagnostics)
         self._engine_poll = QTimer(self)
@@ -598,6 +626,8 @@ class PreviewPane(QWidget):
         header.addWidget(self.title, 1)
         header.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignRight)
         root.addLayout(header)
+        self.url_label = _ElidedLabel()
+        root.addWidget(self.url_label)
 
         self.message_label = QLabel()
         self.message_label.setWordWrap(True)
@@ -672,6 +702,7 @@ class PreviewPane(QWidget):
         if refetch and self._fetcher is not None:
             self._fetcher.close()  # a job still using it fails, and is dropped as stale below
             self._fetcher = None
+            self._inflight_key = None
         self._engine_fn, self._store, self._settings = engine, store, settings
         if self._row is not None and (refetch or self._current_key() != before):
             self.show_row(*self._row)
@@ -680,13 +711,17 @@ class PreviewPane(QWidget):
         """Show a row: its outcome at once, its photo and faces as soon as they are computed."""
         if self._closing.is_set():
             return
-        self._generation += 1
-        self._engine_poll.stop()
-        self._row = (user_id, avatar_image_url, result)
-        self.reload_button.setEnabled(True)
-        self._show_header(user_id, result)
         engine = self._engine_fn()
         key = self._key(user_id, avatar_image_url, result, engine)
+        self._row = (user_id, avatar_image_url, result)
+        self.url_label.set_full_text(avatar_image_url)
+        self.reload_button.setEnabled(True)
+        self._show_header(user_id, result)
+        if key == self._inflight_key:
+            return  # the same row again (a window refreshing its selection): let the job finish
+        self._generation += 1
+        self._inflight_key = None
+        self._engine_poll.stop()
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -718,7 +753,7 @@ class PreviewPane(QWidget):
             return generation == self._generation and not self._closing.is_set()
 
         job = _PreviewJob(generation, lambda: compute_preview(request, is_current))
-        self._pending_key = key
+        self._pending_key = self._inflight_key = key
         self._pool.clear()  # rows queued but not started are stale now: never start them
         job.signals.done.connect(self._on_done)  # a bound slot: disconnected if the pane dies
         self._prune_jobs()
@@ -731,16 +766,19 @@ class PreviewPane(QWidget):
             return
         user_id, url, result = self._row
         self._cache.pop(self._key(user_id, url, result, self._engine_fn()), None)
+        self._inflight_key = None
         self.show_row(user_id, url, result)
 
     def clear(self) -> None:
         self._generation += 1
+        self._inflight_key = None
         self._engine_poll.stop()
         self._row = None
         self.last_result = None
         self.title.setText("No user selected")
         _coloured(self.title, _Tones.of(self.palette()).muted)
         self.status_label.setText("")
+        self.url_label.set_full_text("")
         self.reload_button.setEnabled(False)
         self.message_label.hide()
         self.notice_label.hide()
@@ -809,6 +847,7 @@ class PreviewPane(QWidget):
         if generation != self._generation or self._closing.is_set():
             self.stale_dropped += 1
             return
+        self._inflight_key = None
         if data is None:
             return
         if not data.user_id and self._row is not None:  # a crash report: name the row
@@ -829,6 +868,7 @@ class PreviewPane(QWidget):
         tones = _Tones.of(self.palette())
         self.title.setText(user_id or "(no user id)")
         _coloured(self.title, None)
+        _coloured(self.url_label, tones.muted)
         if result is None:
             self.status_label.setText("● not processed yet")
             _coloured(self.status_label, tones.muted)
