@@ -298,6 +298,11 @@ def test_the_cache_keeps_only_the_latest_rows(
     assert image_server.hits[first] == before + 2
     show(qtbot, pane, "u-0", image_server.url(f"faces/{rels[0]}"))
     assert image_server.hits[first] == before + 2
+    # A memory budget smaller than two photos keeps only the row on show.
+    monkeypatch.setattr(preview, "CACHE_SIZE", 32)
+    monkeypatch.setattr(preview, "CACHE_BYTES", 1)
+    show(qtbot, pane, "u-1", image_server.url(f"faces/{rels[1]}"))
+    assert len(pane._cache) == 1
 
 
 def test_stale_results_are_dropped_and_going_back_is_cached(

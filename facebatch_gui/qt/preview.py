@@ -76,7 +76,8 @@ from facebatch_gui.core.store.base import FaceRecord, FaceStore
 cv2 = import_cv2()
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 32
+CACHE_SIZE = 32  # rows
+CACHE_BYTES = 64 * 1024 * 1024  # and at most this much image memory (a photo can be ~5 MB)
 # Previews are interactive: a silent server gets a message (and a Reload) after this long, not after
 # the batch's full read timeout and retries. It also bounds how long `shutdown` can wait.
 PREVIEW_TIMEOUT_S = 5.0
@@ -143,6 +144,13 @@ class PreviewData:
     @property
     def chosen(self) -> FaceBox | None:
         return next((f for f in self.faces if f.chosen), None)
+
+    @property
+    def nbytes(self) -> int:
+        """Image memory held, for the cache's budget."""
+        images = [self.photo, self.aligned]
+        images += [s.thumbnail for s in (self.enrolled, self.matched) if s is not None]
+        return sum(int(i.sizeInBytes()) for i in images if i is not None)
 
     @property
     def cacheable(self) -> bool:
@@ -854,7 +862,10 @@ class PreviewPane(QWidget):
             data.user_id, data.url = self._row[0], self._row[1]
         if data.cacheable and self._pending_key is not None:
             self._cache[self._pending_key] = data
-            while len(self._cache) > CACHE_SIZE:
+            while len(self._cache) > 1 and (
+                len(self._cache) > CACHE_SIZE
+                or sum(d.nbytes for d in self._cache.values()) > CACHE_BYTES
+            ):
                 self._cache.popitem(last=False)
         self._show_data(data)
 
