@@ -3,6 +3,7 @@ checker, undo/redo of every edit, validation marks, coalesced result updates and
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -286,4 +287,4 @@ def test_results_resort_a_sorted_list_at_most_once_a_second(qtbot) -> None:
     qtbot.waitUntil(lambda: len(layouts) >= 1, timeout=3000)
     qtbot.waitUntil(lambda: model.rows[0].state == RowState.FAILED, timeout=3000)
     assert [r.user_id for r in model.rows[:2]] == ["u1", "u4"]  # failed, then succeeded
-    assert all(b - a >= 0.9 for a, b in zip(layouts, layouts[1:], strict=False))
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(layouts))

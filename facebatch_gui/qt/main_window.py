@@ -170,6 +170,8 @@ class MainWindow(QMainWindow):
         self._current_task: str | None = None
         self._shown_task: str | None = None
         self._list_path: Path | None = None
+        self._ui_cache: dict[str, object] = {}
+        self._selected_count = 0
 
         self.undo_stack = QUndoStack(self)
         self.model = UserListModel(self.undo_stack, state_icons=state_icons(), parent=self)
@@ -896,7 +898,7 @@ class MainWindow(QMainWindow):
         self._tracked[task_id] = operation
         self._current_task = task_id
         self.model.mark_queued(row.user_id for row in rows)
-        self.progress.setRange(0, len(entries))
+        self._ui("progress-max", max(len(entries), 1), self.progress.setMaximum)
         self.progress.setValue(0)
         self.progress.show()
         self._started_at = time.monotonic()
@@ -923,17 +925,14 @@ class MainWindow(QMainWindow):
             enrolled = self.model.apply_results(progress.results)
             if enrolled:
                 self._load_thumbnails(enrolled)
-        for result in progress.results:
-            if not result.status and result.error_code is not None:
-                log.debug("%s: %s", result.user_id, result.error_message)
         if progress.task_id == self._current_task:
-            self.progress.setRange(0, max(progress.total, 1))
+            self._ui("progress-max", max(progress.total, 1), self.progress.setMaximum)
             self.progress.setValue(progress.completed)
             left = progress.total - progress.completed
             eta = (
                 f" · ETA {_format_eta(left / progress.rate)}" if progress.rate > 0 and left else ""
             )
-            self.rate_label.setText(f"{progress.rate:.1f} img/s{eta}")
+            self._ui("rate", f"{progress.rate:.1f} img/s{eta}", self.rate_label.setText)
 
     def _on_task_error(self, task_id: str, message: str) -> None:
         log.error("Task %s failed: %s", task_id[:8], message)
@@ -954,7 +953,7 @@ class MainWindow(QMainWindow):
                 record.total_items,
             )
         if task_id == self._current_task:
-            self.rate_label.setText("")
+            self._ui("rate", "", self.rate_label.setText)
             self.progress.hide()
         self.refresh_history()
         self._update_actions()
@@ -1071,7 +1070,7 @@ class MainWindow(QMainWindow):
         self._tracked[task_id] = record.operation
         self._current_task = task_id
         self.model.mark_queued(pending)
-        self.progress.setRange(0, record.total_items)
+        self._ui("progress-max", max(record.total_items, 1), self.progress.setMaximum)
         self.progress.show()
         log.info("Task %s resumed: %d users left", task_id[:8], len(pending))
         self.refresh_history()
@@ -1138,6 +1137,7 @@ class MainWindow(QMainWindow):
 
     # -- view state ---------------------------------------------------------------------------
     def _selection_changed(self) -> None:
+        self._selected_count = len(self._selected_source_rows())
         self._update_actions()
         current = self.table.currentIndex()
         rows = self._selected_source_rows()
@@ -1161,7 +1161,7 @@ class MainWindow(QMainWindow):
             parts.append(f"{queued} queued")
         if invalid:
             parts.append(f"⚠ {invalid} invalid")
-        self.counts_label.setText("  ·  ".join(parts))
+        self._ui("counts", "  ·  ".join(parts), self.counts_label.setText)
         labels = {
             "All": total,
             "Pending": counts[RowState.PENDING] + queued + invalid,
@@ -1169,30 +1169,41 @@ class MainWindow(QMainWindow):
             "Failed": failed + invalid,
         }
         for name, button in self.filter_button_map.items():
-            button.setText(f"{name} ({labels[name]})")
+            self._ui(f"filter-{name}", f"{name} ({labels[name]})", button.setText)
         self._update_actions()
+
+    def _ui(self, key: str, value: object, setter: Callable[[Any], object]) -> None:
+        """Call a widget setter only when its value changes. During a batch this runs every tick,
+        and each Qt call may give the GIL to a pipeline thread and wait to get it back."""
+        if self._ui_cache.get(key, _UNSET) != value:
+            self._ui_cache[key] = value
+            setter(value)
 
     def _update_actions(self) -> None:
         if not hasattr(self, "table"):
             return
-        selected = len(self._selected_source_rows())
-        n = selected or len(self.model.rows)
+        rows = self.model.rows
+        selected = self._selected_count
+        n = selected or len(rows)
         scope = f"{selected} selected" if selected else f"all {n}"
         running = bool(self.tasks.running_tasks())
-        self.act_register.setText(f"Register ({scope})")
-        self.act_delete.setText(f"Delete faces ({scope})")
-        self.act_register.setEnabled(n > 0 and self._engine_state == "ready")
-        self.act_delete.setEnabled(n > 0)
-        self.act_cancel.setEnabled(running)
-        self.act_retry.setEnabled(any(r.state.retryable for r in self.model.rows))
-        self.act_remove.setEnabled(selected > 0)
-        has_failures = any(
-            r.state in (RowState.FAILED, RowState.CANCELLED, RowState.INVALID)
-            for r in self.model.rows
+        states = self.model.counts()
+        retryable = states[RowState.FAILED] + states[RowState.CANCELLED]
+        ui = self._ui
+        ui("register-text", f"Register ({scope})", self.act_register.setText)
+        ui("delete-text", f"Delete faces ({scope})", self.act_delete.setText)
+        ui("register", n > 0 and self._engine_state == "ready", self.act_register.setEnabled)
+        ui("delete", n > 0, self.act_delete.setEnabled)
+        ui("cancel", running, self.act_cancel.setEnabled)
+        ui("retry", retryable > 0, self.act_retry.setEnabled)
+        ui("remove", selected > 0, self.act_remove.setEnabled)
+        ui(
+            "failures",
+            retryable + states[RowState.INVALID] > 0,
+            self.act_export_failures.setEnabled,
         )
-        self.act_export_failures.setEnabled(has_failures)
-        self.act_export_results.setEnabled(bool(self.model.rows))
-        self.act_save.setEnabled(bool(self.model.rows))
+        ui("results", bool(rows), self.act_export_results.setEnabled)
+        ui("save", bool(rows), self.act_save.setEnabled)
 
     def _update_title(self) -> None:
         name = self._list_path.name if self._list_path else "untitled"
@@ -1251,6 +1262,9 @@ class MainWindow(QMainWindow):
         self.save_settings()
         logging.getLogger().removeHandler(self.log_dock.handler)
         self.store.close()
+
+
+_UNSET = object()
 
 
 def _fill(target: QMenu | QToolBar, actions: Sequence[QAction | None]) -> None:
