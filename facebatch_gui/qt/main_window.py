@@ -401,6 +401,15 @@ class MainWindow(QMainWindow):
                 self.act_settings,
             ],
         )
+        for quiet in (
+            self.act_add,
+            self.act_remove,
+            self.act_paste,
+            self.act_undo,
+            self.act_redo,
+            self.act_settings,
+        ):
+            quiet.setPriority(QAction.Priority.LowPriority)  # icon only beside text buttons
         self.addToolBar(bar)
         self.toolbar = bar
 
