@@ -430,3 +430,23 @@ def test_event_loop_never_stalls_during_a_2000_row_batch(
     assert counts[RowState.SUCCEEDED] == 4
     assert stats.saw_rate, "the status bar never showed images per second"
     assert stats.worst_s < 0.250, f"the event loop stalled for {stats.worst_s * 1000:.0f} ms"
+
+
+def test_selecting_a_row_previews_its_faces(
+    qtbot, window: MainWindow, image_server, tmp_path: Path
+) -> None:
+    window.load_path(
+        _write_csv(
+            tmp_path / "users.csv",
+            [("kit", image_server.url(KIT)), ("group", image_server.url(GROUP))],
+        )
+    )
+    window.register()
+    _wait_idle(qtbot, window)
+    row = window.proxy.mapFromSource(window.model.index(window.model.row_for("group"), 1))
+    with qtbot.waitSignal(window.preview.previewed, timeout=30_000) as blocker:
+        window.table.selectRow(row.row())
+    data = blocker.args[0]
+    assert data.user_id == "group"
+    assert data.face_count == 2  # both faces drawn, and the reason it failed
+    assert data.error_code == ErrorCode.MULTIPLE_FACES
