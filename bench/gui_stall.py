@@ -32,7 +32,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sort", action="store_true", help="sort the list by status (rows move)")
+    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval (s)")
+    parser.add_argument("--fetch-workers", type=int)
     args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     from PySide6.QtCore import QSettings, Qt
     from PySide6.QtWidgets import QApplication
 
@@ -57,6 +61,8 @@ def main() -> int:
                 store=SqliteStore(Path(tmp) / f"faces-{run}.db"),
                 engine=engine,
             )
+            if args.fetch_workers:
+                window.settings.batch.fetch_workers = args.fetch_workers
             window.resize(1280, 800)
             window.show()
             window.load_path(users)
