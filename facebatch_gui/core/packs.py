@@ -597,7 +597,7 @@ class PackManager:
             fh.truncate()
             done = start
             report("downloading", done, total, force=True, moved=False)
-            for chunk in response.iter_raw(CHUNK):
+            for chunk in response.iter_raw():  # as it arrives: a drop loses nothing
                 if cancelled():
                     fh.flush()
                     raise PackCancelledError(

@@ -7,7 +7,7 @@ Routes (NAME is a key of `files`):
 Faults, set on the server object:
   drop_once_at       close the connection after this many body bytes, once (then cleared)
   delay_s            sleep this long between 64 KiB chunks (to cancel mid-download)
-Every request's path and headers are recorded in `requests`.
+Every request's path and headers are recorded in `requests`, its status in `statuses`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.requests.append((self.path, dict(self.headers.items())))
         if len(parts) != 2 or parts[1] not in srv.files or parts[0] == "missing":
+            srv.statuses.append(404)
             self._plain(404, b"not found")
             return
         data = srv.files[parts[1]]
@@ -42,6 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[0] == "packs" and wanted and (if_range is None or if_range == etag):
             m = re.fullmatch(r"bytes=(\d+)-", wanted)
             if not m or int(m.group(1)) >= len(data):
+                srv.statuses.append(416)
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
                 self.send_header("Content-Length", "0")
@@ -49,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             start, status = int(m.group(1)), 206
         body = data[start:]
+        srv.statuses.append(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/zip")
         self.send_header("Content-Length", str(len(body)))
@@ -91,6 +94,7 @@ class PackServer(ThreadingHTTPServer):
         self.files = files
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.statuses: list[int] = []
         self.drop_once_at: int | None = None
         self.delay_s = 0.0
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
