@@ -325,6 +325,17 @@ def check_pack_dir(folder: Path) -> dict[str, str]:
     return routed
 
 
+def available_model_dir(model_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The pack folder the engine would load without downloading anything, or None: the
+    first-run dialog's question ("is there a pack?"), answered without touching the network."""
+    from facebatch_gui.core.engine import resolve_model_dir
+
+    try:
+        return resolve_model_dir(model_dir, download=False)
+    except ModelPackError:
+        return None
+
+
 class PackManager:
     """Installs packs into `root` (default `$INSIGHTFACE_HOME/models`), atomically."""
 
