@@ -696,6 +696,12 @@ class PackManager:
         with zf, self._staging(name) as staging:
             members = _pack_members(zf, archive.name)
             total = sum(m.file_size for m, _ in members)
+            free = shutil.disk_usage(staging).free
+            if free < total + (16 << 20):
+                raise ModelPackError(
+                    f"Not enough disk space in {self.root} to install {name}: it needs "
+                    f"{total / 1e6:,.0f} MB, {free / 1e6:,.0f} MB are free"
+                )
             done = 0
             report("extracting", 0, total, force=True, moved=False)
             for member, target in members:
