@@ -132,8 +132,9 @@ class _Bar:
         if p.stage != self.stage:
             self.close()
             self.stage = p.stage
+            if p.stage == "checking":
+                print("checking that every model loads...", file=sys.stderr)
             if p.stage in ("checking", "done"):
-                print(f"{p.stage}...", file=sys.stderr)
                 return
             self.bar = tqdm(
                 total=p.total,
