@@ -105,6 +105,8 @@ def test_download_reports_progress_verifies_and_installs(
     assert [e.bytes_done for e in down] == sorted(e.bytes_done for e in down)
     assert down[-1].bytes_done == len(data)
     assert any(e.rate_bps > 0 and e.eta_s is not None for e in down)
+    extracting = [e for e in events if e.stage == "extracting"]
+    assert extracting[-1].bytes_done == extracting[-1].total  # bars end full
     stages = [e.stage for e in events]
     assert stages.index("downloading") < stages.index("verifying") < stages.index("extracting")
     assert stages.index("extracting") < stages.index("checking") < stages.index("done")

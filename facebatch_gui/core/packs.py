@@ -674,6 +674,7 @@ class PackManager:
             for path in files:
                 with path.open("rb") as fin, (staging / path.name).open("wb") as fout:
                     done = _copy(fin, fout, done, total, report, cancelled)
+            report("extracting", done, total, force=True)
             self._finish(staging, name, str(src.resolve()), None, False, report, replace)
         return self.pack_path(name)
 
@@ -715,6 +716,7 @@ class PackManager:
                         f"{archive.name} is damaged ({member.filename}: {exc}); nothing was "
                         "installed"
                     ) from exc
+            report("extracting", done, total, force=True)
             self._finish(staging, name, source, archive_sha256, catalog_verified, report, replace)
         return self.pack_path(name)
 
