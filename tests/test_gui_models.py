@@ -18,7 +18,7 @@ from facebatch_gui.core.records import (
     UserEntry,
     utc_now,
 )
-from facebatch_gui.qt.main_window import parse_pasted_rows
+from facebatch_gui.core.userlist import entries_from_pasted_text
 from facebatch_gui.qt.runner import TaskProgress
 from facebatch_gui.qt.task_history import TaskHistoryModel
 from facebatch_gui.qt.userlist_model import (
@@ -219,8 +219,8 @@ def test_sorting_by_score_is_numeric() -> None:
         ("", []),
     ],
 )
-def test_parse_pasted_rows(text: str, expected: list[str]) -> None:
-    entries = parse_pasted_rows(text)
+def test_entries_from_pasted_text(text: str, expected: list[str]) -> None:
+    entries = entries_from_pasted_text(text)
     assert [e.user_id for e in entries] == expected
     if expected and expected != ["solo"]:
         assert entries[0].avatar_image_url == "http://h/a.jpg"

@@ -7,8 +7,6 @@ so the task history, the HTTP endpoint and the CLI all see the same tasks.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -62,11 +60,11 @@ from facebatch_gui import __version__
 from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.engine import FaceEngine, resolve_model_dir
 from facebatch_gui.core.errors import ErrorCode, FaceBatchError
-from facebatch_gui.core.records import ItemResult, Operation, TaskRecord, UserEntry
-from facebatch_gui.core.report import write_failures_csv
+from facebatch_gui.core.records import ItemResult, Operation, TaskRecord
+from facebatch_gui.core.report import write_failures_csv, write_results_csv, write_user_list_csv
 from facebatch_gui.core.store.base import FaceStore
 from facebatch_gui.core.store.sqlite import SqliteStore
-from facebatch_gui.core.userlist import check_entry, load_user_list
+from facebatch_gui.core.userlist import check_entry, entries_from_pasted_text, load_user_list
 from facebatch_gui.qt.delegates import ThumbnailDelegate
 from facebatch_gui.qt.icons import action_icon, app_icon, state_icons
 from facebatch_gui.qt.log_dock import LogDock
@@ -90,20 +88,6 @@ from facebatch_gui.qt.workers import FunctionWorker
 
 log = logging.getLogger("facebatch")
 SETTINGS_KEY = "settings/json"
-RESULT_COLUMNS = (
-    "user_id",
-    "avatar_image_url",
-    "state",
-    "operation",
-    "error_code",
-    "error_message",
-    "duplicate_of",
-    "similarity",
-    "det_score",
-    "face_size",
-    "blur",
-    "finished_at",
-)
 LIST_SUFFIXES = {".csv", ".json", ".txt", ".tsv"}
 
 
@@ -112,24 +96,6 @@ def _format_eta(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def parse_pasted_rows(text: str) -> list[UserEntry]:
-    """Rows copied from a spreadsheet (tabs) or a CSV (commas); a header row is skipped."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return []
-    delimiter = "\t" if any("\t" in line for line in lines) else ","
-    entries: list[UserEntry] = []
-    for i, cells in enumerate(csv.reader(lines, delimiter=delimiter)):
-        if not cells:
-            continue
-        if i == 0 and cells[0].strip().lower() in ("user_id", "userid", "id"):
-            continue
-        user_id = cells[0].strip()
-        url = cells[1].strip() if len(cells) > 1 else ""
-        entries.append(UserEntry(user_id, url))
-    return entries
 
 
 class _Results(QObject):
@@ -755,12 +721,7 @@ class MainWindow(QMainWindow):
             self.save_list(Path(path))
 
     def save_list(self, path: Path) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["user_id", "avatar_image_url"])
-        for row in self.model.rows:
-            writer.writerow([row.user_id, row.avatar_image_url])
-        _write_whole(path, buffer.getvalue())
+        write_user_list_csv((row.entry() for row in self.model.rows), path)
         self.undo_stack.setClean()
         self._list_path = path
         log.info("Saved %d users to %s", len(self.model.rows), path)
@@ -788,7 +749,7 @@ class MainWindow(QMainWindow):
         self.paste_text(QGuiApplication.clipboard().text())
 
     def paste_text(self, text: str) -> int:
-        entries = parse_pasted_rows(text)
+        entries = entries_from_pasted_text(text)
         if not entries:
             self.statusBar().showMessage("Nothing to paste: copy user_id and URL columns", 5000)
             return 0
@@ -1114,35 +1075,11 @@ class MainWindow(QMainWindow):
             self.export_results(Path(path))
 
     def export_results(self, path: Path) -> int:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(RESULT_COLUMNS)
-        for row in self.model.rows:
-            r = row.result
-            q = r.quality if r is not None else None
-            writer.writerow(
-                [
-                    row.user_id,
-                    row.avatar_image_url,
-                    row.state.value,
-                    r.operation.value if r else "",
-                    (
-                        r.error_code.value
-                        if r and r.error_code
-                        else ("invalid_input" if row.state == RowState.INVALID else "")
-                    ),
-                    (r.error_message if r and r.error_message else (row.problem or "")),
-                    r.duplicate_of if r and r.duplicate_of else "",
-                    f"{r.similarity:.4f}" if r and r.similarity is not None else "",
-                    f"{r.det_score:.4f}" if r and r.det_score is not None else "",
-                    q.face_size if q else "",
-                    q.blur if q else "",
-                    r.finished_at if r and r.finished_at else "",
-                ]
-            )
-        _write_whole(path, buffer.getvalue())
-        log.info("Wrote %d rows to %s", len(self.model.rows), path)
-        return len(self.model.rows)
+        count = write_results_csv(
+            ((r.entry(), r.state.value, r.result, r.problem) for r in self.model.rows), path
+        )
+        log.info("Wrote %d rows to %s", count, path)
+        return count
 
     # -- view state ---------------------------------------------------------------------------
     def _selection_changed(self) -> None:
@@ -1293,10 +1230,3 @@ def _dropped_path(mime: Any) -> Path | None:
             if path.is_dir() or path.suffix.lower() in LIST_SUFFIXES:
                 return path
     return None
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write to a temporary name and rename, so a failed write never leaves half a file."""
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(text, encoding="utf-8", newline="")
-    partial.replace(path)
