@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     p.add_argument("out", type=Path)
     _store_options(p)
+
+    from facebatch_gui.cli_models import add_model_commands
+
+    add_model_commands(sub)
     return parser
 
 
@@ -439,8 +443,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--self-check" in argv:  # the spelling: `facebatch --self-check --model-dir DIR`
+        argv.remove("--self-check")
+        argv.insert(0, "self-check")
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("models", "self-check"):
+            from facebatch_gui.cli_models import run_model_command
+
+            return run_model_command(args)
         if args.command in ("register", "delete", "validate", "resume"):
             return _run(args, args.command)
         if args.command == "status":
