@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -304,13 +304,16 @@ def test_unreadable_saved_settings_fall_back_to_defaults(
 def _drop(window: MainWindow, path: Path) -> bool:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    enter = QDragEnterEvent(
-        QPointF(20, 20),
+    rest = (
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
+    try:
+        enter = QDragEnterEvent(QPointF(20, 20), *rest)  # PySide6 6.12 (QPoint deprecated there)
+    except TypeError:
+        enter = QDragEnterEvent(QPoint(20, 20), *rest)  # PySide6 6.11 takes only a QPoint
     QApplication.sendEvent(window, enter)
     if not enter.isAccepted():
         return False
