@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
@@ -453,3 +455,58 @@ def test_selecting_a_row_previews_its_faces(
     assert data.user_id == "group"
     assert data.face_count == 2  # both faces drawn, and the reason it failed
     assert data.error_code == ErrorCode.MULTIPLE_FACES
+
+
+def test_http_endpoint_shares_the_windows_task_manager(
+    qtbot, make_window, engine, image_server, tmp_path: Path
+) -> None:
+    """A task started over HTTP shows up live in the window's task history, and a task started
+    in the window is readable over HTTP (real server on 127.0.0.1, real httpx client)."""
+    qsettings = _settings(tmp_path, "api.ini")
+    config = AppSettings()
+    config.api.enabled, config.api.port = True, 0
+    config.api.allow_private_urls = True  # the test's image server is on 127.0.0.1
+    qsettings.setValue(SETTINGS_KEY, config.model_dump_json())
+    window = make_window(engine=engine, qsettings=qsettings)
+    assert window.api_server is not None
+    url = window.api_server.url
+    assert window.api_label.text() == f"API: {url}"
+    body = {"users": [{"user_id": "via-http", "avatar_image_url": image_server.url(KIT)}]}
+    # The call comes from another thread, as from another program: the window's event loop must
+    # keep running to start the task.
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(httpx.post, f"{url}/faces/batch-register", json=body, timeout=30)
+        qtbot.waitUntil(future.done, timeout=30_000)
+        response = future.result()
+    assert response.status_code == 200, response.text
+    http_task = response.json()["task_id"]
+    assert response.json()["total_users"] == 1
+    qtbot.waitUntil(lambda: window.history.row_of(http_task) is not None, timeout=10_000)
+    _wait_idle(qtbot, window)
+    window.refresh_history()
+    row = window.history.row_of(http_task)
+    assert row is not None and window.history.tasks[row].status == TaskStatus.COMPLETED
+
+    window.load_path(_write_csv(tmp_path / "gui.csv", [("via-gui", image_server.url(BIDEN))]))
+    gui_task = window.register()
+    _wait_idle(qtbot, window)
+    status = httpx.get(f"{url}/faces/task-status/{gui_task}", timeout=30).json()
+    assert status["status"] == "completed" and status["completed_items"] == 1
+    assert status["results"][0]["user_id"] == "via-gui" and status["results"][0]["status"] is True
+    window.shutdown()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)
+
+
+def test_settings_refuse_an_exposed_endpoint_without_a_token(qtbot, make_window) -> None:
+    window = make_window(load_models=False)
+    dialog = SettingsDialog(window.settings, window)
+    dialog.api_enabled.setChecked(True)
+    dialog.api_host.setText("0.0.0.0")
+    dialog.accept()
+    assert dialog.result_settings() is None
+    assert "token" in dialog.error.text()
+    dialog.api_token.setText("s3cret-token")
+    dialog.accept()
+    settings = dialog.result_settings()
+    assert settings is not None and settings.api.token == "s3cret-token"

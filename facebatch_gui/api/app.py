@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facebatch_gui import __version__
-from facebatch_gui.api.config import ApiConfig
 from facebatch_gui.api.routes import ApiContext, health_router, router
 from facebatch_gui.api.schemas import ErrorBody
+from facebatch_gui.core.apiconfig import ApiConfig
 from facebatch_gui.core.service import ServiceUnavailable, TaskService
 from facebatch_gui.core.settings import BatchSettings
 

@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from facebatch_gui import __version__
-from facebatch_gui.api.config import ApiConfig
 from facebatch_gui.api.schemas import (
     DELETE_MESSAGE,
     REGISTER_MESSAGE,
@@ -27,6 +26,7 @@ from facebatch_gui.api.schemas import (
     ErrorBody,
     Health,
 )
+from facebatch_gui.core.apiconfig import ApiConfig
 from facebatch_gui.core.records import TaskRecord, UserEntry
 from facebatch_gui.core.service import TaskService
 from facebatch_gui.core.settings import BatchSettings

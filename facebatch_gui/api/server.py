@@ -16,7 +16,7 @@ from collections.abc import Callable
 import uvicorn
 
 from facebatch_gui.api.app import create_app
-from facebatch_gui.api.config import ApiConfig, ApiConfigError, check_exposure
+from facebatch_gui.core.apiconfig import ApiConfig, ApiConfigError, check_exposure
 from facebatch_gui.core.service import TaskService
 from facebatch_gui.core.settings import BatchSettings
 

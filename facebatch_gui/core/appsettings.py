@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from facebatch_gui.core.apiconfig import ApiConfig
 from facebatch_gui.core.settings import BatchSettings
 
 
@@ -17,6 +18,7 @@ class AppSettings(BaseModel):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     model_dir: str | None = Field(None, description="Folder of ONNX files; None = default pack")
     db_path: str | None = Field(None, description="SQLite file; None = the per-user default")
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @classmethod
     def from_json(cls, text: str | None) -> tuple[AppSettings, str | None]:

@@ -57,6 +57,8 @@ from PySide6.QtWidgets import (
 )
 
 from facebatch_gui import __version__
+from facebatch_gui.api.server import ApiServer
+from facebatch_gui.core.apiconfig import ApiConfigError
 from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.engine import FaceEngine, resolve_model_dir
 from facebatch_gui.core.errors import ErrorCode, FaceBatchError
@@ -70,6 +72,7 @@ from facebatch_gui.qt.icons import action_icon, app_icon, state_icons
 from facebatch_gui.qt.log_dock import LogDock
 from facebatch_gui.qt.preview import PreviewPane
 from facebatch_gui.qt.runner import TaskManager, TaskProgress
+from facebatch_gui.qt.service import QtTaskService
 from facebatch_gui.qt.settings_dialog import SettingsDialog
 from facebatch_gui.qt.task_history import TASK_ID_ROLE, TaskHistoryModel
 from facebatch_gui.qt.userlist_model import (
@@ -137,6 +140,8 @@ class MainWindow(QMainWindow):
         self._shown_task: str | None = None
         self._list_path: Path | None = None
         self._ui_cache: dict[str, object] = {}
+        self.api_server: ApiServer | None = None
+        self._api_service: QtTaskService | None = None
         self._selected_count = 0
 
         self.undo_stack = QUndoStack(self)
@@ -168,6 +173,7 @@ class MainWindow(QMainWindow):
         self.refresh_history()
         self._update_counts()
         self._update_actions()
+        self.apply_api_settings()
         if problem:
             log.warning(problem)
         if engine is not None:
@@ -521,6 +527,8 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.models_label = QLabel("Models: …")
+        self.api_label = QLabel()
+        self.api_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.counts_label = QLabel()
         self.rate_label = QLabel()
         self.progress = QProgressBar()
@@ -530,6 +538,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.counts_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.rate_label)
+        bar.addPermanentWidget(self.api_label)
         bar.addPermanentWidget(self.models_label)
 
     # -- settings persistence -----------------------------------------------------------------
@@ -558,6 +567,8 @@ class MainWindow(QMainWindow):
         self.save_settings()
         if new.db_path != old.db_path:
             self._reopen_store()
+        elif new.api != old.api:
+            self.apply_api_settings()
         q_old, q_new = old.batch.quality, new.batch.quality
         if new.model_dir != old.model_dir or (q_old.det_size, q_old.det_threshold) != (
             q_new.det_size,
@@ -588,6 +599,38 @@ class MainWindow(QMainWindow):
         self.tasks = TaskManager(self.store, engine, parent=self)
         self._connect_tasks()
         self.refresh_history()
+        self.apply_api_settings()  # the endpoint follows the new task manager
+
+    # -- HTTP endpoint --------------------------------------------------------------------------
+    def apply_api_settings(self) -> None:
+        """Start, restart or stop the embedded endpoint to match the settings. It talks to the same
+        task manager as this window, so its tasks show up in the history like the window's own."""
+        self._stop_api()
+        config = self.settings.api
+        if not config.enabled:
+            self._ui("api", "API: off", self.api_label.setText)
+            return
+        self._api_service = QtTaskService(self.tasks)
+        server = ApiServer(self._api_service, config, settings=lambda: self.settings.batch)
+        try:
+            url = server.start()
+        except (ApiConfigError, OSError) as exc:
+            self._api_service.close()
+            self._api_service = None
+            log.error("The HTTP endpoint did not start: %s", exc)
+            self._ui("api", "API: failed (see log)", self.api_label.setText)
+            return
+        self.api_server = server
+        log.info("HTTP endpoint listening on %s (OpenAPI at %s/docs)", url, url)
+        self._ui("api", f"API: {url}", self.api_label.setText)
+
+    def _stop_api(self) -> None:
+        if self._api_service is not None:
+            self._api_service.close()
+            self._api_service = None
+        if self.api_server is not None:
+            self.api_server.stop()
+            self.api_server = None
 
     # -- background jobs ----------------------------------------------------------------------
     def run_job(
@@ -1200,6 +1243,7 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         self._history_timer.stop()
+        self._stop_api()
         for task_id in self.tasks.running_tasks():
             self.tasks.cancel(task_id)
         self.tasks.wait_all(30_000)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from facebatch_gui.core.apiconfig import ApiConfigError, check_exposure
 from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.settings import MultiFacePolicy
 from facebatch_gui.core.store.sqlite import default_db_path
@@ -143,11 +144,41 @@ class SettingsDialog(QDialog):
         note.setWordWrap(True)
         storage.addRow(note)
 
+        # -- HTTP endpoint
+        api = settings.api
+        self.api_enabled = QCheckBox("Run the HTTP endpoint while FaceBatch is open")
+        self.api_enabled.setChecked(api.enabled)
+        self.api_host = QLineEdit(api.host)
+        self.api_port = _spin(0, 65535, api.port)
+        self.api_token = QLineEdit(api.token or "")
+        self.api_token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.api_token.setPlaceholderText("none (only allowed on 127.0.0.1)")
+        self.api_private = QCheckBox("Allow avatar URLs on private and loopback networks")
+        self.api_private.setChecked(api.allow_private_urls)
+        self.api_max_users = _spin(1, 1_000_000, api.max_users_per_batch)
+        self.api_max_tasks = _spin(1, 64, api.max_concurrent_tasks)
+        http = QFormLayout()
+        http.addRow(self.api_enabled)
+        http.addRow("Listen on address", self.api_host)
+        http.addRow("Port", self.api_port)
+        http.addRow("Bearer token", self.api_token)
+        http.addRow(self.api_private)
+        http.addRow("Users per batch, at most", self.api_max_users)
+        http.addRow("Running tasks, at most", self.api_max_tasks)
+        api_note = QLabel(
+            "Other programs start batches with POST /faces/batch-register and /faces/batch-delete "
+            "and follow them with GET /faces/task-status/{task_id}. Listening on an address other "
+            "than 127.0.0.1 needs a token."
+        )
+        api_note.setWordWrap(True)
+        http.addRow(api_note)
+
         tabs = QTabWidget()
         for title, form in (
             ("Detection && quality", quality),
             ("Batch", batch),
             ("Models && store", storage),
+            ("HTTP API", http),
         ):
             page = QWidget()
             page.setLayout(form)
@@ -195,18 +226,34 @@ class SettingsDialog(QDialog):
             duplicate_threshold=self.duplicate_threshold.value(),
             multi_face=self.multi_face.currentData(),
         )
+        data["api"].update(
+            enabled=self.api_enabled.isChecked(),
+            host=self.api_host.text().strip() or "127.0.0.1",
+            port=self.api_port.value(),
+            token=self.api_token.text().strip() or None,
+            allow_private_urls=self.api_private.isChecked(),
+            max_users_per_batch=self.api_max_users.value(),
+            max_concurrent_tasks=self.api_max_tasks.value(),
+        )
         data["model_dir"] = self.model_dir.value()
         data["db_path"] = self.db_path.value()
         return AppSettings.model_validate(data)
 
     def accept(self) -> None:
         try:
-            self._result = self.value()
+            result = self.value()
+            if result.api.enabled:
+                check_exposure(result.api)
         except ValidationError as exc:
             first = exc.errors()[0]
             self.error.setText(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
             self.error.show()
             return
+        except ApiConfigError as exc:
+            self.error.setText(str(exc))
+            self.error.show()
+            return
+        self._result = result
         super().accept()
 
     def result_settings(self) -> AppSettings | None:

@@ -1,4 +1,5 @@
-"""Settings of the embedded HTTP endpoint; a plain pydantic model so the GUI can persist it."""
+"""Settings of the embedded HTTP endpoint: a plain pydantic model in the core, so the GUI can
+edit and persist it with the rest of the app settings without importing the web stack."""
 
 from __future__ import annotations
 
