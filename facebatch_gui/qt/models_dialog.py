@@ -256,6 +256,7 @@ class ModelsDialog(QDialog):
         self.job: PackJob | None = None
         self.running: _Running | None = None
         self.last_progress: DownloadProgress | None = None
+        self.stall_after_s = STALL_AFTER_S
 
         self.model = PackTableModel(manager, self)
         self._build()
@@ -655,7 +656,7 @@ class ModelsDialog(QDialog):
         if run is None or run.stage not in ("", "downloading") or run.kind != "download":
             return
         idle = time.monotonic() - run.last_event
-        if idle < STALL_AFTER_S:
+        if idle < self.stall_after_s:
             return
         base = f"{run.name}: {progress_text(p)}" if p is not None else f"{run.name}: connecting…"
         self.progress_label.setText(
