@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
 )
 
 from facebatch_gui import __version__
-from facebatch_gui.core.packs import LICENCE_NOTICE
 from facebatch_gui.core.selfcheck import versions
 from facebatch_gui.qt.icons import app_icon
+from facebatch_gui.qt.models_dialog import licence_html
 
 LICENCES = (
     ("InsightFace (code)", "MIT", "https://github.com/deepinsight/insightface"),
@@ -72,7 +72,7 @@ class AboutDialog(QDialog):
             f"<tr><td style='padding-right:16px'>{name}</td><td><b>{version}</b></td></tr>"
             for name, version in self.rows
         )
-        self.versions_label = QLabel(f"<table>{table}</table>")
+        self.versions_label = QLabel(f"<b>Versions</b><table>{table}</table>")
         self.versions_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         licences = "".join(
@@ -82,7 +82,7 @@ class AboutDialog(QDialog):
         self.licence_label = QLabel(
             "<b>Licences</b><ul style='margin-left:-20px'>"
             f"<li>FaceBatch: MIT</li>{licences}</ul>"
-            f"<p><b>InsightFace model weights:</b> {LICENCE_NOTICE}</p>"
+            f"<p><b>InsightFace model weights:</b> {licence_html()}</p>"
         )
         self.licence_label.setWordWrap(True)
         self.licence_label.setOpenExternalLinks(True)

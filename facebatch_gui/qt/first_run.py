@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from facebatch_gui.core.engine import DEFAULT_PACK, MODEL_DIR_ENV
-from facebatch_gui.core.packs import CATALOG, LICENCE_NOTICE, PackManager, available_model_dir
+from facebatch_gui.core.packs import CATALOG, PackManager, available_model_dir
 from facebatch_gui.qt.icons import app_icon
-from facebatch_gui.qt.models_dialog import human_size, open_models_dialog
+from facebatch_gui.qt.models_dialog import human_size, licence_html, open_models_dialog
 
 if TYPE_CHECKING:
     from facebatch_gui.qt.main_window import MainWindow
@@ -68,9 +68,10 @@ class FirstRunDialog(QDialog):
             )
         label = QLabel(text)
         label.setWordWrap(True)
-        notice = QLabel(f"<small>{LICENCE_NOTICE}</small>")
+        notice = QLabel(f"<small>{licence_html()}</small>")
         notice.setWordWrap(True)
-        notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        notice.setOpenExternalLinks(True)
+        notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
 
         self.download_button = QPushButton(f"Download {DEFAULT_PACK} ({human_size(info.size)})")
         self.download_button.setDefault(True)

@@ -103,6 +103,15 @@ def progress_text(p: DownloadProgress) -> str:
     return " · ".join(parts)
 
 
+LICENCE_URL = "https://github.com/deepinsight/insightface#license"
+
+
+def licence_html() -> str:
+    """LICENCE_NOTICE with its address as a short link (a bare URL wraps badly in a label)."""
+    link = f'<a href="{LICENCE_URL}">{LICENCE_URL.removeprefix("https://")}</a>'
+    return LICENCE_NOTICE.replace(LICENCE_URL, link)
+
+
 def _same_dir(a: Path | None, b: Path | None) -> bool:
     if a is None or b is None:
         return False
@@ -203,7 +212,7 @@ class PackTableModel(QAbstractTableModel):
                 return self.status(entry)
             if col == self.SHA:
                 sha = self.sha(entry)
-                return f"{sha[:12]}…" if sha else "—"
+                return sha[:12] if sha else "—"
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == self.SHA:
                 return self.sha(entry) or "no checksum known"
@@ -211,6 +220,8 @@ class PackTableModel(QAbstractTableModel):
                 return entry.info.description
             if entry.installed is not None:
                 return str(entry.installed.path)
+        if role == Qt.ItemDataRole.FontRole and col == self.SHA:
+            return QFont("monospace")
         if role == Qt.ItemDataRole.FontRole and col in (self.NAME, self.STATUS):
             font = QFont()
             font.setBold(col == self.NAME or self.is_in_use(entry))
@@ -264,14 +275,14 @@ class ModelsDialog(QDialog):
         self._stall_timer = QTimer(self)
         self._stall_timer.setInterval(1000)
         self._stall_timer.timeout.connect(self._show_stall)
-        self.resize(980, 560)
+        self.resize(1000, 540)
 
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         intro = QLabel(
             "A model pack holds the face detector and recogniser FaceBatch uses. Download a known "
-            f"pack, or import one copied from another machine. Packs are kept in "
-            f"<code>{self.manager.root}</code>."
+            "pack, or import one copied from another computer (a zip or a folder).<br>"
+            f"Packs are kept in <code>{self.manager.root}</code>"
         )
         intro.setWordWrap(True)
         intro.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -282,12 +293,17 @@ class ModelsDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.table.setAlternatingRowColors(True)
+        # Air between rows without item padding (padding breaks the wrapped rows' heights).
+        self.table.verticalHeader().setMinimumSectionSize(self.fontMetrics().height() * 2 + 6)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(PackTableModel.DESCRIPTION, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Row heights follow the wrapped description when the stretched column changes width.
+        header.sectionResized.connect(lambda *_: self.table.resizeRowsToContents())
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._update_buttons())
         self.table.doubleClicked.connect(lambda *_: self._double_clicked())
         self.model.modelReset.connect(self._update_buttons)
@@ -341,14 +357,7 @@ class ModelsDialog(QDialog):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.hide()
 
-        self.licence_label = QLabel(
-            "<b>Licence of the model weights.</b> "
-            + LICENCE_NOTICE.replace(
-                "https://github.com/deepinsight/insightface#license",
-                '<a href="https://github.com/deepinsight/insightface#license">'
-                "github.com/deepinsight/insightface#license</a>",
-            )
-        )
+        self.licence_label = QLabel(f"<b>Licence of the model weights.</b> {licence_html()}")
         self.licence_label.setWordWrap(True)
         self.licence_label.setOpenExternalLinks(True)
         self.licence_label.setFrameShape(QFrame.Shape.StyledPanel)
@@ -647,7 +656,7 @@ class ModelsDialog(QDialog):
         else:
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(min(fraction, 1.0) * 1000))
-        self.progress_label.setText(f"{run.name}: {progress_text(p)}")
+        self.progress_label.setText(f"<b>{run.name}</b>: {progress_text(p)}")
         pct = f" {fraction:.0%}" if fraction is not None and p.stage != "checking" else ""
         self.model.set_busy(run.name, f"{STAGE_WORDS.get(p.stage, p.stage)}{pct}")
 
@@ -658,7 +667,7 @@ class ModelsDialog(QDialog):
         idle = time.monotonic() - run.last_event
         if idle < self.stall_after_s:
             return
-        base = f"{run.name}: {progress_text(p)}" if p is not None else f"{run.name}: connecting…"
+        base = f"<b>{run.name}</b>: {progress_text(p) if p is not None else 'connecting…'}"
         self.progress_label.setText(
             f"{base} · stalled for {int(idle)} s (the connection may be down; it is retried, "
             "or cancel and import the pack instead)"
