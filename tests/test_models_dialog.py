@@ -124,7 +124,7 @@ def test_table_lists_known_packs_with_sizes_and_installed_ones(
     assert size == f"{CATALOG['buffalo_l'].size / 1e6:,.1f} MB" == "288.6 MB"
     assert model.index(3, PackTableModel.SIZE).data() == "15.0 MB"
     sha = model.index(0, PackTableModel.SHA).data()
-    assert sha == CATALOG["buffalo_l"].sha256[:12] + "…"  # type: ignore[index]
+    assert sha == CATALOG["buffalo_l"].sha256[:12]  # type: ignore[index]
     assert _status(dialog, "buffalo_s") == "installed"
     assert _status(dialog, "buffalo_l") == "not installed"
     assert _status(dialog, "mine") == "in use"
