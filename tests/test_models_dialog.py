@@ -247,6 +247,7 @@ def test_import_zip_and_folder_verify_and_remove(
     # Importing it again under the same name is refused in words, not a crash.
     assert dialog.import_folder(model_dir, "copied")
     _wait_job(qtbot, dialog)
+    assert "Import of copied failed" in dialog.message.text()
     assert "installed already" in dialog.message.text()
 
     seen: list[str] = []

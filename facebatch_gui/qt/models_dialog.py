@@ -22,7 +22,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QCloseEvent, QFont
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -241,7 +241,10 @@ class _Running:
 
 
 class ModelsDialog(QDialog):
-    """Known and installed packs with every pack action; emits `packChosen(folder)` on "Use"."""
+    """Known and installed packs with every pack action; emits `packChosen(folder)` on "Use".
+
+    Closing only hides it: a running download goes on and the menu shows the same dialog again.
+    """
 
     packChosen = Signal(str)
     packRemoved = Signal(str)  # the removed folder, so a window using it can reload
@@ -619,6 +622,9 @@ class ModelsDialog(QDialog):
 
     # -- the running job ----------------------------------------------------------------------
     def _new_job(self, kind: str, name: str, use_when_done: bool) -> PackJob:
+        if self.job is not None:  # the previous one has finished: its thread is ending
+            self.job.wait(1.0)
+            self.job.deleteLater()
         job = PackJob(self.manager, self)
         job.progressed.connect(self._on_progress)
         job.succeeded.connect(self._on_succeeded)
@@ -711,7 +717,7 @@ class ModelsDialog(QDialog):
     def _on_failed(self, message: str) -> None:
         run = self.running
         name = run.name if run is not None else "the pack"
-        what = "Download" if run is not None and run.kind == "download" else "That"
+        what = "Import" if run is not None and run.kind == "import" else "Download"
         text = f"<b>{what} of {name} failed.</b> {_escape(message)}"
         if run is not None and run.kind == "download" and "import" not in message.lower():
             text += (
@@ -743,10 +749,6 @@ class ModelsDialog(QDialog):
         if self.job is not None:
             self.job.cancel()
             self.job.wait(timeout_s)
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        """Closing only hides the dialog: a download goes on, and the menu shows it again."""
-        super().closeEvent(event)
 
 
 def open_models_dialog(
