@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.file:
         QTimer.singleShot(0, lambda: window.load_path(Path(args.file)))
+    # After the first frame: the window is usable while the first-run dialog is open.
+    QTimer.singleShot(0, window.offer_first_run)
     if os.environ.get("FACEBATCH_QUIT_AFTER_START"):
         QTimer.singleShot(int(os.environ["FACEBATCH_QUIT_AFTER_START"]), window.close)
     return int(app.exec())

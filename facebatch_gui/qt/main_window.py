@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QByteArray,
@@ -56,7 +56,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from facebatch_gui import __version__
 from facebatch_gui.api.server import ApiServer
 from facebatch_gui.core.apiconfig import ApiConfigError
 from facebatch_gui.core.appsettings import AppSettings
@@ -88,6 +87,10 @@ from facebatch_gui.qt.userlist_model import (
     rows_from_results,
 )
 from facebatch_gui.qt.workers import FunctionWorker
+
+if TYPE_CHECKING:
+    from facebatch_gui.qt.first_run import FirstRunDialog
+    from facebatch_gui.qt.models_dialog import ModelsDialog
 
 log = logging.getLogger("facebatch")
 SETTINGS_KEY = "settings/json"
@@ -303,6 +306,9 @@ class MainWindow(QMainWindow):
         if self.act_settings.shortcut().isEmpty():
             self.act_settings.setShortcut(QKeySequence("Ctrl+,"))
         self.act_about = a("&About FaceBatch", self.show_about)
+        self.act_models = a(
+            "&Model packs…", self.open_models_dialog, tip="Download, import, verify, choose packs"
+        )
         for shortcut_action in (self.act_remove, self.act_paste):
             shortcut_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
@@ -344,7 +350,7 @@ class MainWindow(QMainWindow):
         )
         self.view_menu = menu.addMenu("&View")
         self.tools_menu = menu.addMenu("&Tools")
-        _fill(self.tools_menu, [self.act_settings])
+        _fill(self.tools_menu, [self.act_settings, self.act_models])
         self.help_menu = menu.addMenu("&Help")
         _fill(self.help_menu, [self.act_about])
 
@@ -398,6 +404,9 @@ class MainWindow(QMainWindow):
         banner_row = QHBoxLayout()
         banner_row.addWidget(self.banner, 1)
         banner_row.addWidget(self.banner_button)
+        self.banner_packs_button = QPushButton("Get a model pack…")
+        self.banner_packs_button.clicked.connect(lambda: self.open_models_dialog())
+        banner_row.addWidget(self.banner_packs_button)
         self.banner_box = QWidget()
         self.banner_box.setLayout(banner_row)
         self.banner_box.hide()
@@ -1200,14 +1209,25 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"FaceBatch — {name}{dirty}")
 
     def show_about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About FaceBatch",
-            f"<h3>FaceBatch {__version__}</h3><p>Register or delete the faces of many users at "
-            "once.</p><p>Face detection and recognition by InsightFace on ONNX Runtime. "
-            "InsightFace's pretrained model packs are licensed for non-commercial research use "
-            "only; check the licence of the pack you use.</p>",
-        )
+        from facebatch_gui.qt.about_dialog import AboutDialog
+
+        AboutDialog(self).exec()
+
+    def open_models_dialog(self) -> ModelsDialog:
+        """Tools → Model packs… and the banner's button: one non-modal dialog per window."""
+        from facebatch_gui.qt.models_dialog import open_models_dialog
+
+        return open_models_dialog(self)
+
+    def offer_first_run(self) -> FirstRunDialog | None:
+        """Called by the app's entry point once the window shows: no pack → offer ways to one."""
+        from facebatch_gui.qt.first_run import FirstRunDialog, needs_first_run
+
+        if not needs_first_run(self.settings.model_dir):
+            return None
+        dialog = FirstRunDialog(self)
+        dialog.show()
+        return dialog
 
     # -- drag and drop ------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
