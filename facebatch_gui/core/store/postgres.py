@@ -188,7 +188,7 @@ class PostgresStore:
             self._pool.close()
 
     # -- users and faces ------------------------------------------------------------------------
-    def _ids_in(self, query: sql.Composable, user_ids: Sequence[str]) -> set[str]:
+    def _ids_in(self, query: sql.SQL | sql.Composed, user_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         ids = list(dict.fromkeys(user_ids))
         with self._conn() as conn:
