@@ -238,6 +238,13 @@ class PostgresStore:
             updated_at=r["updated_at"],
         )
 
+    def space_counts(self) -> dict[str, tuple[int, str]]:
+        """pack space -> (faces, pack name): what the connection check reports."""
+        rows = self._rows(
+            "SELECT pack_space, pack_name, count(*) AS n FROM faces GROUP BY pack_space, pack_name"
+        )
+        return {r["pack_space"]: (int(r["n"]), r["pack_name"]) for r in rows}
+
     def load_gallery(self, space: str) -> GallerySnapshot:
         """Every face of `space`, in one binary read (100,000 x 512-d in a few seconds)."""
         with self._conn() as conn:
