@@ -94,10 +94,12 @@ def seed_sqlite(path: Path, pack: PackIdentity, emb: np.ndarray) -> SqliteStore:
 
 
 def seed_postgres(dsn: str, pack: PackIdentity, emb: np.ndarray) -> None:
+    """COPY straight into the tables, embeddings in the schema's form (float32 big-endian)."""
     import psycopg
-    from psycopg.types.json import Jsonb
 
-    pack_json = json.loads(pack.to_json())
+    pack_json = pack.to_json()
+    quality = json.dumps({"face_size": 100, "blur": 100.0, "det_score": 0.9})
+    big_endian = emb.astype(">f4")
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         with cur.copy("COPY users (id) FROM STDIN") as copy:
             for i in range(len(emb)):
@@ -106,17 +108,16 @@ def seed_postgres(dsn: str, pack: PackIdentity, emb: np.ndarray) -> None:
             "COPY faces (user_id, embedding, embedding_dim, pack_space, pack_name, pack, bbox,"
             " det_score, quality) FROM STDIN"
         ) as copy:
-            quality = Jsonb({"face_size": 100, "blur": 100.0, "det_score": 0.9})
             for i in range(len(emb)):
                 copy.write_row(
                     (
                         f"user-{i}",
-                        emb[i].tolist(),
+                        big_endian[i].tobytes(),
                         emb.shape[1],
                         pack.space,
                         pack.name,
-                        Jsonb(pack_json),
-                        Jsonb([0, 0, 1, 1]),
+                        pack_json,
+                        "[0, 0, 1, 1]",
                         0.9,
                         quality,
                     )

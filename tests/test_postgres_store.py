@@ -16,8 +16,8 @@ import pytest
 
 from facebatch_gui.core.errors import ErrorCode, StoreError
 from facebatch_gui.core.records import ItemResult, Operation, TaskStatus, UserEntry
-from facebatch_gui.core.store.postgres import PostgresStore, apply_schema, decode_float4_arrays
-from tests.test_store_contract import PACK, _face, _ok
+from facebatch_gui.core.store.postgres import PostgresStore, apply_schema, decode_embeddings
+from tests.test_store_contract import PACK, _face, _ok, _vec
 
 
 @pytest.fixture
@@ -207,7 +207,13 @@ def test_binary_embedding_decoding_matches_the_stored_values(pg_store: PostgresS
         face = pg_store.get_face(uid)
         assert face is not None
         np.testing.assert_array_equal(row, face.embedding)
-    assert decode_float4_arrays([]).shape == (0, 0)
+    assert decode_embeddings([]).shape == (0, 0)
+    with psycopg.connect(pg_store.dsn) as conn:  # the SQL decoder (pgvector backfill) agrees
+        row = conn.execute(
+            "SELECT facebatch_float4_array(embedding) FROM faces WHERE user_id = 'v3'"
+        ).fetchone()
+    assert row is not None
+    np.testing.assert_allclose(np.asarray(row[0], dtype=np.float32), _vec(3), rtol=1e-6)
 
 
 def test_schema_is_idempotent_and_takes_a_custom_users_table(pg_session_dsn: str) -> None:

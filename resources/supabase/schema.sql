@@ -11,9 +11,11 @@
 -- Access: row level security is on and no policy is granted, so the anon and authenticated roles
 -- see nothing; FaceBatch uses the service-role key (Supabase) or the owner's login (Postgres).
 --
--- Embeddings are float4 arrays (`real[]`). Where the `vector` extension can be installed (Supabase
--- has pgvector), the optional part at the end adds a `vector` column kept in step by a trigger, an
--- HNSW index for 512-d faces, and `match_faces(query, threshold, count)`.
+-- Embeddings are stored as bytea: float32 big-endian (`float4send` of each element), so that a
+-- gallery of 100,000 faces reads as one contiguous copy; the SQL functions take them as `real[]`.
+-- Where the `vector` extension can be installed (Supabase has pgvector), the optional part at the
+-- end adds a `vector` column (written by facebatch_commit_registration), an HNSW index for 512-d
+-- faces, and `match_faces(query, threshold, count)`.
 
 CREATE TABLE IF NOT EXISTS facebatch_meta (
     key   text PRIMARY KEY,
@@ -38,7 +40,7 @@ $$;
 
 CREATE TABLE IF NOT EXISTS faces (
     user_id         text PRIMARY KEY,
-    embedding       real[] NOT NULL,
+    embedding       bytea NOT NULL,
     embedding_dim   integer NOT NULL,
     pack_space      text NOT NULL,
     pack_name       text NOT NULL,
@@ -55,6 +57,9 @@ CREATE TABLE IF NOT EXISTS faces (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS faces_pack_space ON faces (pack_space);
+-- Keep embeddings (2 KB at 512-d) in the row, uncompressed: reading the gallery skips TOAST.
+ALTER TABLE faces SET (toast_tuple_target = 8160);
+ALTER TABLE faces ALTER COLUMN embedding SET STORAGE EXTERNAL;
 
 CREATE TABLE IF NOT EXISTS tasks (
     task_id        text PRIMARY KEY,
@@ -104,6 +109,25 @@ LANGUAGE sql IMMUTABLE AS $$
         ELSE 'failed' END
 $$;
 
+-- real[] -> bytea (float32 big-endian), and back (normal numbers; zero for zero/denormals).
+CREATE OR REPLACE FUNCTION facebatch_float4_bytes(v real[]) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT coalesce(string_agg(float4send(x), ''::bytea ORDER BY o), ''::bytea)
+    FROM unnest(v) WITH ORDINALITY AS u(x, o)
+$$;
+
+CREATE OR REPLACE FUNCTION facebatch_float4_array(b bytea) RETURNS real[]
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT coalesce(array_agg(CASE WHEN e = 0 THEN 0 ELSE
+        (CASE WHEN s = 1 THEN -1 ELSE 1 END) * (1 + m / 8388608.0) * 2 ^ (e - 127) END::real
+        ORDER BY i), '{}')
+    FROM (SELECT i, get_byte(b, 4 * i) >> 7 AS s,
+                 ((get_byte(b, 4 * i) & 127) << 1) | (get_byte(b, 4 * i + 1) >> 7) AS e,
+                 ((get_byte(b, 4 * i + 1) & 127) << 16) | (get_byte(b, 4 * i + 2) << 8)
+                     | get_byte(b, 4 * i + 3) AS m
+          FROM generate_series(0, length(b) / 4 - 1) AS i) AS parts
+$$;
+
 -- One user's registration: the user, the face and the item's outcome in one transaction (an RPC
 -- call is one transaction in PostgREST too). `p_results` holds the outcome for each case, keyed
 -- ok / user_not_found / face_already_registered; `{enrolled}` in the last one's message becomes
@@ -141,7 +165,8 @@ BEGIN
             INSERT INTO faces AS f (user_id, embedding, embedding_dim, pack_space, pack_name,
                 pack, bbox, det_score, quality, thumbnail, thumbnail_path, source_url, task_id,
                 enrolled_by)
-            VALUES (p_user_id, p_embedding, cardinality(p_embedding), p_pack_space,
+            VALUES (p_user_id, facebatch_float4_bytes(p_embedding), cardinality(p_embedding),
+                p_pack_space,
                 p_pack ->> 'name', p_pack, p_bbox, p_det_score, p_quality, p_thumbnail,
                 p_thumbnail_path, p_source_url, p_task_id, p_enrolled_by)
             ON CONFLICT (user_id) DO UPDATE SET embedding = excluded.embedding,
@@ -157,7 +182,8 @@ BEGIN
             INSERT INTO faces (user_id, embedding, embedding_dim, pack_space, pack_name, pack,
                 bbox, det_score, quality, thumbnail, thumbnail_path, source_url, task_id,
                 enrolled_by)
-            VALUES (p_user_id, p_embedding, cardinality(p_embedding), p_pack_space,
+            VALUES (p_user_id, facebatch_float4_bytes(p_embedding), cardinality(p_embedding),
+                p_pack_space,
                 p_pack ->> 'name', p_pack, p_bbox, p_det_score, p_quality, p_thumbnail,
                 p_thumbnail_path, p_source_url, p_task_id, p_enrolled_by)
             ON CONFLICT (user_id) DO NOTHING
@@ -171,6 +197,11 @@ BEGIN
                     v_result ->> 'error_message', '{enrolled}', facebatch_iso(enrolled))));
             END IF;
         END IF;
+    END IF;
+    IF (v_result ->> 'status')::boolean AND EXISTS (SELECT 1 FROM pg_attribute
+            WHERE attrelid = 'faces'::regclass AND attname = 'embedding_vec') THEN
+        EXECUTE 'UPDATE faces SET embedding_vec = $1::vector WHERE user_id = $2'
+            USING p_embedding, p_user_id;
     END IF;
     IF p_task_id IS NOT NULL THEN
         UPDATE task_items SET state = facebatch_item_state(v_result), result = v_result,
@@ -344,17 +375,9 @@ BEGIN
     END IF;
     CREATE EXTENSION IF NOT EXISTS vector;
     ALTER TABLE faces ADD COLUMN IF NOT EXISTS embedding_vec vector;
-    CREATE OR REPLACE FUNCTION facebatch_faces_vec() RETURNS trigger
-    LANGUAGE plpgsql AS $f$
-    BEGIN
-        NEW.embedding_vec := NEW.embedding::vector;
-        RETURN NEW;
-    END
-    $f$;
     DROP TRIGGER IF EXISTS faces_vec ON faces;
-    CREATE TRIGGER faces_vec BEFORE INSERT OR UPDATE OF embedding ON faces
-        FOR EACH ROW EXECUTE FUNCTION facebatch_faces_vec();
-    UPDATE faces SET embedding_vec = embedding::vector WHERE embedding_vec IS NULL;
+    UPDATE faces SET embedding_vec = facebatch_float4_array(embedding)::vector
+        WHERE embedding_vec IS NULL;
     CREATE INDEX IF NOT EXISTS faces_vec_512 ON faces
         USING hnsw ((embedding_vec::vector(512)) vector_ip_ops) WHERE embedding_dim = 512;
     -- Faces of `p_space` whose cosine similarity (embeddings are unit length) to `query` is at

@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -46,7 +44,6 @@ from facebatch_gui.core.store.shared import (
     task_record,
 )
 
-_FLOAT4_ARRAY_OID = 1021
 # Argument types of the schema's functions, so psycopg's parameters resolve to one signature.
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "facebatch_commit_registration": (
@@ -63,31 +60,15 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
 _CHUNK = 10_000
 
 
-class _RawArrayLoader(Loader):
-    """Hands back a float4[]'s binary wire form untouched; numpy decodes a whole column at once."""
-
-    format = Format.BINARY
-
-    def load(self, data: Any) -> bytes:
-        return bytes(data)
-
-
-def decode_float4_arrays(blobs: Sequence[bytes]) -> np.ndarray:
-    """Binary `real[]` values of one length -> (n, dim) float32.
-
-    Wire form: ndim, has-nulls, element oid, length, lower bound (5 int32), then per element an
-    int32 length (4) and the big-endian float4.
-    """
+def decode_embeddings(blobs: Sequence[bytes]) -> np.ndarray:
+    """`faces.embedding` values (float32 big-endian, one length) -> (n, dim) float32."""
     if not blobs:
         return np.zeros((0, 0), dtype=np.float32)
-    words = np.frombuffer(blobs[0][:20], dtype=">i4")
-    if words[0] != 1 or words[1] != 0:
-        raise StoreError("faces.embedding must be a one-dimensional real[] without nulls")
-    dim = int(words[3])
-    raw = np.frombuffer(b"".join(blobs), dtype=">f4")
-    if raw.size != len(blobs) * (5 + 2 * dim):
+    size = len(blobs[0])
+    raw = b"".join(blobs)
+    if size % 4 or len(raw) != size * len(blobs):
         raise StoreError("faces of one pack space have embeddings of different lengths")
-    return raw.reshape(len(blobs), 5 + 2 * dim)[:, 6::2].astype(np.float32)
+    return np.frombuffer(raw, dtype=">f4").reshape(len(blobs), size // 4).astype(np.float32)
 
 
 def apply_schema(
@@ -226,7 +207,7 @@ class PostgresStore:
         r = rows[0]
         return FaceRecord(
             user_id=r["user_id"],
-            embedding=np.asarray(r["embedding"], dtype=np.float32),
+            embedding=decode_embeddings([bytes(r["embedding"])])[0],
             pack=PackIdentity(**r["pack"]),
             bbox=list(r["bbox"]),
             det_score=float(r["det_score"]),
@@ -246,11 +227,10 @@ class PostgresStore:
         return {r["pack_space"]: (int(r["n"]), r["pack_name"]) for r in rows}
 
     def load_gallery(self, space: str) -> GallerySnapshot:
-        """Every face of `space`, in one binary read (100,000 x 512-d in a few seconds)."""
+        """Every face of `space`, in one binary read straight into one float32 matrix."""
         with self._conn() as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             with conn.cursor(binary=True) as cur:
-                cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _RawArrayLoader)
                 cur.execute("SELECT user_id, embedding FROM faces WHERE pack_space = %s", (space,))
                 rows = cur.fetchall()
             others = conn.execute(
@@ -258,7 +238,7 @@ class PostgresStore:
             ).fetchall()
         return GallerySnapshot(
             user_ids=[r[0] for r in rows],
-            embeddings=decode_float4_arrays([r[1] for r in rows]),
+            embeddings=decode_embeddings([r[1] for r in rows]),
             other_spaces={name: int(n) for name, n in others},
         )
 
