@@ -33,9 +33,21 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> FaceStore:
     return PostgresStore(request.getfixturevalue("pg_dsn"))
 
 
+def _supabase(request: pytest.FixtureRequest, tmp_path: Path) -> FaceStore:
+    """The Supabase store against the PostgREST stand-in (tests/support/postgrest.py: a real HTTP
+    server that checks requests as PostgREST parses them and runs them on the real test
+    PostgreSQL), since no PostgREST can run here."""
+    from facebatch_gui.core.store.supabase import SupabaseStore
+    from tests.support.pgfixtures import SERVICE_KEY
+
+    server = request.getfixturevalue("standin")
+    return SupabaseStore(server.url, SERVICE_KEY, backoff_s=0.01)
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], FaceStore]] = {
     "sqlite": _sqlite,
     "postgres": _postgres,
+    "supabase": _supabase,
 }
 
 

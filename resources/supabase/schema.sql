@@ -329,6 +329,12 @@ LANGUAGE sql STABLE SET search_path = public AS $$
     SELECT pack_name, count(*)::integer FROM faces WHERE pack_space <> p_space GROUP BY pack_name
 $$;
 
+CREATE OR REPLACE FUNCTION facebatch_space_counts()
+RETURNS TABLE (pack_space text, pack_name text, faces integer)
+LANGUAGE sql STABLE SET search_path = public AS $$
+    SELECT pack_space, pack_name, count(*)::integer FROM faces GROUP BY pack_space, pack_name
+$$;
+
 -- Only the service role (Supabase) or the owner may call these.
 DO $$
 DECLARE
@@ -346,7 +352,8 @@ BEGIN
         'facebatch_heartbeat(text)',
         'facebatch_processing_tasks()',
         'facebatch_mark_interrupted(text, text, text)',
-        'facebatch_other_spaces(text)'
+        'facebatch_other_spaces(text)',
+        'facebatch_space_counts()'
     ] LOOP
         EXECUTE 'REVOKE ALL ON FUNCTION ' || fn || ' FROM PUBLIC';
         FOREACH r IN ARRAY ARRAY['anon', 'authenticated'] LOOP

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -43,3 +44,25 @@ def pg_dsn(pg_session_dsn: str) -> str:
     with psycopg.connect(pg_session_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE faces, task_items, tasks, users")
     return pg_session_dsn
+
+
+SERVICE_KEY = "test-service-role-key." + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def postgrest_standin(pg_session_dsn: str) -> Iterator[Any]:
+    """The PostgREST/Storage stand-in (tests/support/postgrest.py) on the session database."""
+    from tests.support.postgrest import PostgrestStandIn
+
+    with PostgrestStandIn(pg_session_dsn, SERVICE_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def standin(postgrest_standin: Any, pg_dsn: str) -> Any:
+    """The stand-in with emptied tables, no recorded requests and no injected failures."""
+    postgrest_standin.requests.clear()
+    postgrest_standin.fail_next.clear()
+    postgrest_standin.objects.clear()
+    postgrest_standin.max_rows = 1000
+    return postgrest_standin

@@ -16,7 +16,7 @@ columns and tables are refused, URLs longer than `max_url` get 414 as a proxy wo
 request is recorded (`requests`) so tests can check chunk sizes. Errors use PostgREST's bodies
 (`{"code","details","hint","message"}`, 23505 -> 409, PGRST202/PGRST205 -> 404, ...) and the
 gateway's 401 for a bad key. `fail_next` makes the next requests answer 503 (or drop the
-connection) to exercise retries.
+connection) and `lose_next` runs requests but drops their answers, to exercise retries.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ class PostgrestStandIn:
         self.max_url = max_url
         self.requests: list[Recorded] = []
         self.fail_next: list[int] = []  # statuses to answer with next; 0 drops the connection
+        self.lose_next = 0  # run the next N requests, then drop the connection (answer lost)
         self.objects: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
         self._pool = ConnectionPool(dsn, min_size=1, max_size=8, open=True)
@@ -286,6 +287,10 @@ class PostgrestStandIn:
                 },
             )
         record.status = reply.status
+        with self._lock:
+            if self.lose_next > 0:
+                self.lose_next -= 1
+                return None
         return reply
 
     # -- tables ---------------------------------------------------------------------------------
@@ -367,8 +372,6 @@ class PostgrestStandIn:
         for key in q:
             if key not in RESERVED:
                 self._column(table, key)
-        if "columns" in q:
-            raise PostgrestError(400, "PGRST100", "the stand-in does not take columns=")
         where, params = self._filters(table, query)
         tbl = sql.Identifier(table)
         if method == "GET":
@@ -409,9 +412,16 @@ class PostgrestStandIn:
             rows = body if isinstance(body, list) else [body]
             if not rows or not all(isinstance(r, dict) for r in rows):
                 raise PostgrestError(400, "PGRST102", "Empty or invalid json")
-            keys = list(rows[0])
-            if any(list(r) != keys and set(r) != set(keys) for r in rows):
-                raise PostgrestError(400, "PGRST102", "All object keys must match")
+            if "columns" in q:  # what postgrest-py sends with a list of rows
+                keys = parse_in_list(f"({q['columns']})")
+                if any(set(r) - set(keys) for r in rows):
+                    raise PostgrestError(400, "PGRST102", "Row keys outside columns=")
+                if prefer.get("missing") == "default" and any(set(r) != set(keys) for r in rows):
+                    raise PostgrestError(400, "PGRST100", "the stand-in fills no defaults")
+            else:
+                keys = list(rows[0])
+                if any(set(r) != set(keys) for r in rows):
+                    raise PostgrestError(400, "PGRST102", "All object keys must match")
             for k in keys:
                 self._column(table, k)
             cols = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
@@ -575,6 +585,13 @@ class PostgrestStandIn:
                 )
             data, ctype = self.objects[path]
             return _Reply(200, data, {"Content-Type": ctype})
+        if method == "DELETE":  # remove([...]): DELETE /object/<bucket> {"prefixes": [...]}
+            body = json.loads(raw or b"{}")
+            gone = []
+            for prefix in body.get("prefixes", []):
+                if self.objects.pop(f"{path}/{prefix}", None) is not None:
+                    gone.append({"name": prefix})
+            return _json_reply(200, gone)
         return _json_reply(405, {"message": "method not allowed"})
 
 

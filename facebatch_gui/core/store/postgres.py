@@ -221,10 +221,8 @@ class PostgresStore:
 
     def space_counts(self) -> dict[str, tuple[int, str]]:
         """pack space -> (faces, pack name): what the connection check reports."""
-        rows = self._rows(
-            "SELECT pack_space, pack_name, count(*) AS n FROM faces GROUP BY pack_space, pack_name"
-        )
-        return {r["pack_space"]: (int(r["n"]), r["pack_name"]) for r in rows}
+        rows = self._rows("SELECT * FROM facebatch_space_counts()")
+        return {r["pack_space"]: (int(r["faces"]), r["pack_name"]) for r in rows}
 
     def load_gallery(self, space: str) -> GallerySnapshot:
         """Every face of `space`, in one binary read straight into one float32 matrix."""
