@@ -101,8 +101,10 @@ class ConnectionReport(BaseModel):
     faces: int | None = Field(None, description="Faces enrolled in the store, when it was reached")
 
 
-def open_store(config: StoreConfig) -> FaceStore:
-    """Open the configured store; StoreError says what is missing or wrong."""
+def open_store(config: StoreConfig, *, quick: bool = False) -> FaceStore:
+    """Open the configured store; StoreError says what is missing or wrong.
+
+    `quick`: fail fast (one retry, short timeouts), for a connection check."""
     if config.kind == StoreKind.SQLITE:
         from facebatch_gui.core.store.sqlite import SqliteStore
 
@@ -115,7 +117,7 @@ def open_store(config: StoreConfig) -> FaceStore:
             raise StoreError(
                 "No PostgreSQL connection string: give --dsn or set FACEBATCH_DSN / DATABASE_URL"
             )
-        return PostgresStore(dsn)
+        return PostgresStore(dsn, connect_timeout_s=5 if quick else 10)
     from facebatch_gui.core.store.supabase import SupabaseStore
 
     url, key = config.resolved_supabase_url(), config.resolved_supabase_key()
@@ -123,6 +125,10 @@ def open_store(config: StoreConfig) -> FaceStore:
         raise StoreError(
             "Supabase needs a project URL and a service-role key: set SUPABASE_URL and "
             "SUPABASE_SERVICE_KEY (or give them in the settings)"
+        )
+    if quick:
+        return SupabaseStore(
+            url, key, thumbnails_bucket=config.thumbnails_bucket, retries=1, timeout_s=10
         )
     return SupabaseStore(url, key, thumbnails_bucket=config.thumbnails_bucket)
 
@@ -154,7 +160,7 @@ def check_connection(config: StoreConfig, pack: PackIdentity | None = None) -> C
             "(SUPABASE_URL / SUPABASE_SERVICE_KEY).",
         )
     try:
-        store = open_store(config)
+        store = open_store(config, quick=True)
     except StoreError as exc:
         return ConnectionReport(ok=False, problem=_classify(str(exc)), message=str(exc))
     try:

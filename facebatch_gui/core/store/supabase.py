@@ -153,6 +153,7 @@ class SupabaseStore:
                 options=ClientOptions(
                     headers=dict(DEFAULT_HEADERS),
                     postgrest_client_timeout=timeout_s,
+                    postgrest_client_retry=False,  # this store retries, for every method
                     storage_client_timeout=int(timeout_s),
                     auto_refresh_token=False,
                     persist_session=False,
