@@ -171,3 +171,16 @@ def test_register_on_postgres_and_resume_from_another_process(
     assert by_user["alex"]["error_code"] == "face_already_registered"  # settled by machine A
     assert by_user["kit"]["status"] is True
     assert by_user["gone"]["error_code"] == "download_failed"
+
+
+def test_check_connection_on_sqlite_names_a_wrong_pack(tmp_path: Path) -> None:
+    config = StoreConfig(kind=StoreKind.SQLITE, sqlite_path=tmp_path / "s.db")
+    assert check_connection(config, PACK).ok
+    store = open_store(config)
+    store.commit_registration(
+        None, 0, _face("c", 1, OTHER_PACK), _ok("c"), replace=False, create_user=True
+    )
+    store.close()
+    report = check_connection(config, PACK)
+    assert (report.ok, report.problem, report.faces) == (False, Problem.WRONG_PACK, 1)
+    assert "SQLite" in report.message

@@ -57,7 +57,8 @@ def test_id_lookups_are_chunked_under_the_url_bound(
     for uid in ids[:3]:
         _register(sb, uid)
     standin.requests.clear()
-    assert sb.existing_users(ids) == set(ids[:3])
+    assert sb.users_with_faces(ids) == set(ids[:3])
+    assert sb.existing_users(ids) == set(ids[:3])  # an RPC: ids in the body, 1,000 a call
     lookups = [r for r in standin.rest_requests() if r.method == "GET"]
     assert len(lookups) > 10  # 1,500 long ids cannot fit one URL
     assert max(r.url_length for r in lookups) < 4600
@@ -299,4 +300,25 @@ def test_live_round_trip_on_a_real_project() -> None:
         assert store.commit_deletion(None, 0, UserEntry(uid)).status
         store._client.table("tasks").delete().eq("task_id", task.task_id).execute()
         store._client.table(store.users_table).delete().eq(store.users_id_column, uid).execute()
+        store.close()
+
+
+def test_existing_users_work_with_a_uuid_users_table(
+    standin: PostgrestStandIn, pg_dsn: str
+) -> None:
+    """Supabase projects often key users by uuid: ids that are not uuids must not break lookups."""
+    store = SupabaseStore(standin.url, SERVICE_KEY)
+    uid = "8d3b7c52-3f0b-4b5e-9a43-6f8f5d2d8e11"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE uuid_users (uid uuid PRIMARY KEY)")
+        conn.execute("INSERT INTO uuid_users VALUES (%s)", (uid,))
+        conn.execute("UPDATE facebatch_meta SET value = 'uuid_users' WHERE key = 'users_table'")
+        conn.execute("UPDATE facebatch_meta SET value = 'uid' WHERE key = 'users_id_column'")
+    try:
+        assert store.existing_users([uid, "not-a-uuid", "x,y"]) == {uid}
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE facebatch_meta SET value = 'users' WHERE key = 'users_table'")
+            conn.execute("UPDATE facebatch_meta SET value = 'id' WHERE key = 'users_id_column'")
+            conn.execute("DROP TABLE uuid_users")
         store.close()

@@ -329,6 +329,23 @@ LANGUAGE sql STABLE SET search_path = public AS $$
     SELECT pack_name, count(*)::integer FROM faces WHERE pack_space <> p_space GROUP BY pack_name
 $$;
 
+-- Which of these ids the users table holds, compared as text (so uuid ids work too).
+-- (An array, not a one-column table: PostgREST answers it as a plain JSON array.)
+DROP FUNCTION IF EXISTS facebatch_existing_users(text[]);
+CREATE FUNCTION facebatch_existing_users(p_user_ids text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = public AS $$
+DECLARE
+    tbl text := (SELECT value FROM facebatch_meta WHERE key = 'users_table');
+    col text := (SELECT value FROM facebatch_meta WHERE key = 'users_id_column');
+    found text[];
+BEGIN
+    EXECUTE format('SELECT coalesce(array_agg(%I::text), ''{}'') FROM %s WHERE %I::text = ANY($1)',
+                   col, tbl, col)
+        INTO found USING p_user_ids;
+    RETURN found;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION facebatch_space_counts()
 RETURNS TABLE (pack_space text, pack_name text, faces integer)
 LANGUAGE sql STABLE SET search_path = public AS $$
@@ -353,7 +370,8 @@ BEGIN
         'facebatch_processing_tasks()',
         'facebatch_mark_interrupted(text, text, text)',
         'facebatch_other_spaces(text)',
-        'facebatch_space_counts()'
+        'facebatch_space_counts()',
+        'facebatch_existing_users(text[])'
     ] LOOP
         EXECUTE 'REVOKE ALL ON FUNCTION ' || fn || ' FROM PUBLIC';
         FOREACH r IN ARRAY ARRAY['anon', 'authenticated'] LOOP

@@ -2,11 +2,12 @@
 
 Same tables and SQL functions as the Postgres store (`resources/supabase/schema.sql`): each item's
 write is one RPC call, and PostgREST runs each call in one transaction, so the face and its
-outcome commit together and the unique key settles races between instances. Lookups by many ids
-are split so that no URL grows past `max_filter_chars`; reads page through PostgREST's row cap;
-bulk inserts go 1,000 rows a request. Network errors and 5xx answers are retried with backoff;
-what still fails raises StoreError naming the row and PostgREST's error. Thumbnails go into the
-row, or into a Storage bucket when `thumbnails_bucket` is set.
+outcome commit together and the unique key settles races between instances. Face lookups by
+many ids are split so that no URL grows past `max_filter_chars` (user lookups go in an RPC's
+body); reads page through PostgREST's row cap; bulk inserts go 1,000 rows a request. Network
+errors and 5xx answers are retried with backoff; what still fails raises StoreError naming the
+row and PostgREST's error. Thumbnails go into the row, or into a Storage bucket when
+`thumbnails_bucket` is set.
 """
 
 from __future__ import annotations
@@ -242,7 +243,19 @@ class SupabaseStore:
 
     # -- users and faces ------------------------------------------------------------------------
     def existing_users(self, user_ids: Sequence[str]) -> set[str]:
-        return self._ids_in(self.users_table, self.users_id_column, user_ids)
+        """Through an RPC that compares ids as text: the users table's ids may be uuids, which a
+        PostgREST `in` filter would refuse for any id that is not one."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), INSERT_CHUNK):
+            chunk = ids[start : start + INSERT_CHUNK]
+            rows = self._rpc(
+                f"look up {len(chunk)} users in {self.users_table}",
+                "facebatch_existing_users",
+                {"p_user_ids": chunk},
+            )
+            found.update(rows or [])
+        return found
 
     def users_with_faces(self, user_ids: Sequence[str]) -> set[str]:
         return self._ids_in("faces", "user_id", user_ids)
