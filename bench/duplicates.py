@@ -22,6 +22,11 @@ import time
 import uuid
 from pathlib import Path
 
+if "--blas-threads" in sys.argv:  # must be set before numpy loads OpenBLAS
+    _n = sys.argv[sys.argv.index("--blas-threads") + 1]
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n
+
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -158,11 +163,19 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--dsn", default=os.environ.get("FACEBATCH_TEST_PG_DSN"))
+    ap.add_argument(
+        "--blas-threads", help="BLAS threads for the check (default: OpenBLAS's own choice)"
+    )
     args = ap.parse_args()
     pack = PackIdentity("bench", "d" * 64, "r" * 64, 640, args.dim)
     emb = unit_rows(args.faces, args.dim, 1)
     queries = unit_rows(args.queries, args.dim, 2)
-    print(f"{args.faces:,} faces of {args.dim}-d; {os.cpu_count()} CPUs", flush=True)
+    threads = args.blas_threads or "default"
+    print(
+        f"{args.faces:,} faces of {args.dim}-d; {os.cpu_count()} CPUs; BLAS threads {threads}; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         store = seed_sqlite(Path(tmp) / "bench.db", pack, emb)
