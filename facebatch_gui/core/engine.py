@@ -90,7 +90,8 @@ def _sha256(path: Path) -> str:
 
 
 def resolve_model_dir(model_dir: str | os.PathLike[str] | None, *, download: bool = True) -> Path:
-    """Explicit folder, else FACEBATCH_MODEL_DIR, else InsightFace's `buffalo_l` (downloaded)."""
+    """Explicit folder, else FACEBATCH_MODEL_DIR, else InsightFace's `buffalo_l` (downloaded:
+    `facebatch models download buffalo_l` does the same with a progress bar)."""
     chosen = model_dir or os.environ.get(MODEL_DIR_ENV)
     if chosen:
         path = Path(chosen).expanduser()
@@ -100,20 +101,20 @@ def resolve_model_dir(model_dir: str | os.PathLike[str] | None, *, download: boo
     path = insightface_root() / "models" / DEFAULT_PACK
     if path.is_dir() and any(path.glob("*.onnx")):
         return path
-    if download:
-        try:
-            from insightface.utils.storage import ensure_available
+    if download:  # checked against the catalog's sha256 and installed atomically (core.packs)
+        from facebatch_gui.core.packs import PackManager
 
-            scrub_cv2_qt_env()
-            return Path(ensure_available("models", DEFAULT_PACK, root=str(insightface_root())))
-        except Exception as exc:  # noqa: BLE001 - any network failure means the same advice
-            reason = f"downloading it failed ({type(exc).__name__}: {exc})"
+        try:
+            return PackManager(path.parent).download(DEFAULT_PACK)
+        except ModelPackError as exc:
+            reason = f"downloading it failed ({exc})"
     else:
         reason = "downloads are turned off"
     raise ModelPackError(
         f"No face model pack found: {path} is missing and {reason}. On a machine without "
         f"internet, copy an InsightFace pack folder (a folder of .onnx files, e.g. {DEFAULT_PACK}) "
-        f"there, or point to one with --model-dir DIR or the {MODEL_DIR_ENV} environment variable."
+        f"there or import a pack zip with `facebatch models import PATH`, or point to one with "
+        f"--model-dir DIR or the {MODEL_DIR_ENV} environment variable."
     )
 
 

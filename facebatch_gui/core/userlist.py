@@ -189,3 +189,20 @@ def load_user_list(path: str | Path, operation: Operation = Operation.REGISTER) 
             raise InputFileError(f"{source} is not valid JSON: {exc}") from exc
         return entries_from_json(data, operation)
     return entries_from_csv(text, require_url=operation == Operation.REGISTER)
+
+
+def entries_from_pasted_text(text: str) -> list[UserEntry]:
+    """Rows copied from a spreadsheet (tabs) or a CSV (commas); a header row is skipped."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    delimiter = "\t" if any("\t" in line for line in lines) else ","
+    entries: list[UserEntry] = []
+    for i, cells in enumerate(csv.reader(lines, delimiter=delimiter)):
+        if not cells:
+            continue
+        if i == 0 and cells[0].strip().lower() in ("user_id", "userid", "id"):
+            continue
+        url = cells[1].strip() if len(cells) > 1 else ""
+        entries.append(UserEntry(cells[0].strip(), url))
+    return entries

@@ -17,6 +17,8 @@ Used by the tests and by `bench/pipeline.py`. Routes (PATH is relative to the se
 from __future__ import annotations
 
 import mimetypes
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -174,3 +176,47 @@ class ImageServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+class ImageServerProcess:
+    """The same server in a child process, for measurements where its threads must not compete
+    with the process under test for the GIL (a real avatar host is another machine)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base_url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def url(self, route: str) -> str:
+        return f"{self.base_url}/{route.lstrip('/')}"
+
+    def __enter__(self) -> ImageServerProcess:
+        repo = Path(__file__).resolve().parents[2]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.imageserver", str(self.root)],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        self.base_url = self._proc.stdout.readline().strip()
+        if not self.base_url.startswith("http://127.0.0.1:"):
+            self._proc.kill()
+            raise RuntimeError(f"image server did not start: {self.base_url!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+
+
+def _serve_until_stdin_closes(root: Path) -> None:
+    with ImageServer(root) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()  # returns when the parent closes the pipe or dies
+
+
+if __name__ == "__main__":
+    _serve_until_stdin_closes(Path(sys.argv[1]))
