@@ -253,3 +253,25 @@ def test_missing_schema_and_unreachable_server_are_store_errors(pg_session_dsn: 
         PostgresStore(psycopg.conninfo.make_conninfo(**{**base, "dbname": "postgres"}))  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="Cannot connect"):
         PostgresStore("host=127.0.0.1 port=9 dbname=x user=x", connect_timeout_s=2)
+
+
+def test_a_task_runs_on_one_instance_at_a_time(pg_dsn: str) -> None:
+    """B cannot claim A's running task; once A's task is found interrupted, B can."""
+    a = PostgresStore(pg_dsn, owner="machine-a:1")
+    b = PostgresStore(pg_dsn, owner="machine-b:1")
+    try:
+        task = a.create_task(Operation.REGISTER, [UserEntry("x", "u")], {})
+        a.claim_task(task.task_id)
+        a.claim_task(task.task_id)  # the owner may claim again
+        with pytest.raises(StoreError, match="being run by another instance"):
+            b.claim_task(task.task_id)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE tasks SET heartbeat_at = now() - interval '5 minutes'")
+        assert b.recover_interrupted() == [task.task_id]
+        b.claim_task(task.task_id)
+        record = b.get_task(task.task_id)
+        assert record is not None
+        assert record.status == TaskStatus.PROCESSING
+    finally:
+        a.close()
+        b.close()

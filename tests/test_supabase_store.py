@@ -213,6 +213,8 @@ def test_stale_task_is_interrupted_and_resumed_by_another_instance(
     a.claim_task(task.task_id)
     _register(a, "x", task_id=task.task_id, index=0)
     assert b.recover_interrupted() == []
+    with pytest.raises(StoreError, match="being run by another instance"):
+        b.claim_task(task.task_id)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:  # A stopped 5 minutes ago
         conn.execute("UPDATE tasks SET heartbeat_at = now() - interval '5 minutes'")
     assert b.recover_interrupted() == [task.task_id]

@@ -286,14 +286,24 @@ LANGUAGE sql SET search_path = public AS $$
     WHERE task_id = p_task_id
 $$;
 
--- Take a task over: reopen its cancelled items, mark it processing, owned by `p_owner`.
-CREATE OR REPLACE FUNCTION facebatch_claim_task(p_task_id text, p_owner text) RETURNS void
-LANGUAGE sql SET search_path = public AS $$
-    UPDATE task_items SET state = 'pending', result = NULL, finished_at = NULL
-        WHERE task_id = p_task_id AND state = 'cancelled';
+-- Take a task over: reopen its cancelled items, mark it processing, owned by `p_owner`. Refused
+-- (false) while another owner runs it: two instances never run one task at once; a dead owner's
+-- task is first marked interrupted (facebatch_mark_interrupted), then any instance may claim it.
+DROP FUNCTION IF EXISTS facebatch_claim_task(text, text);
+CREATE FUNCTION facebatch_claim_task(p_task_id text, p_owner text) RETURNS boolean
+LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
     UPDATE tasks SET status = 'processing', error_message = NULL, owner = p_owner,
         heartbeat_at = now(), updated_at = now()
-        WHERE task_id = p_task_id;
+    WHERE task_id = p_task_id
+      AND (status <> 'processing' OR owner IS NULL OR owner = p_owner);
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE task_items SET state = 'pending', result = NULL, finished_at = NULL
+        WHERE task_id = p_task_id AND state = 'cancelled';
+    RETURN true;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION facebatch_heartbeat(p_task_id text) RETURNS void

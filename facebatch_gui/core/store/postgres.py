@@ -36,6 +36,7 @@ from facebatch_gui.core.store.base import FaceRecord, GallerySnapshot
 from facebatch_gui.core.store.shared import (
     INTERRUPTED_MESSAGE,
     STALE_HEARTBEAT_S,
+    claimed_elsewhere,
     default_owner,
     deletion_outcomes,
     owner_is_dead,
@@ -344,7 +345,8 @@ class PostgresStore:
         )
 
     def claim_task(self, task_id: str) -> None:
-        self._call("facebatch_claim_task", task_id, self.owner)
+        if not self._call("facebatch_claim_task", task_id, self.owner):
+            raise StoreError(claimed_elsewhere(task_id))
 
     def heartbeat(self, task_id: str) -> None:
         self._call("facebatch_heartbeat", task_id)

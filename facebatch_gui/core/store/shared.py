@@ -128,3 +128,10 @@ def task_record(row: Mapping[str, Any], results: list[ItemResult]) -> TaskRecord
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def claimed_elsewhere(task_id: str) -> str:
+    return (
+        f"Task {task_id} is being run by another instance (its heartbeat is fresh); it can be "
+        "resumed here once that instance stops and the task shows as interrupted"
+    )

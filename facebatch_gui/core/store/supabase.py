@@ -39,6 +39,7 @@ from facebatch_gui.core.store.base import FaceRecord, GallerySnapshot
 from facebatch_gui.core.store.shared import (
     INTERRUPTED_MESSAGE,
     STALE_HEARTBEAT_S,
+    claimed_elsewhere,
     default_owner,
     deletion_outcomes,
     owner_is_dead,
@@ -579,11 +580,13 @@ class SupabaseStore:
         )
 
     def claim_task(self, task_id: str) -> None:
-        self._rpc(
+        claimed = self._rpc(
             f"claim task {task_id}",
             "facebatch_claim_task",
             {"p_task_id": task_id, "p_owner": self.owner},
         )
+        if not claimed:
+            raise StoreError(claimed_elsewhere(task_id))
 
     def heartbeat(self, task_id: str) -> None:
         self._rpc(f"heartbeat task {task_id}", "facebatch_heartbeat", {"p_task_id": task_id})
