@@ -22,7 +22,8 @@ from facebatch_gui.core.errors import FaceBatchError
 from facebatch_gui.core.records import ItemResult, Operation, TaskRecord, TaskStatus, UserEntry
 from facebatch_gui.core.report import write_failures_csv
 from facebatch_gui.core.settings import BatchSettings, MultiFacePolicy
-from facebatch_gui.core.store import SqliteStore, default_db_path
+from facebatch_gui.core.store import FaceStore, default_db_path
+from facebatch_gui.core.store.config import StoreConfig, StoreKind, check_connection, open_store
 from facebatch_gui.core.userlist import load_user_list
 
 if TYPE_CHECKING:
@@ -38,6 +39,27 @@ class UsageError(Exception):
 
 def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, help=f"SQLite store (default: {default_db_path()})")
+    p.add_argument(
+        "--store",
+        choices=[k.value for k in StoreKind],
+        default=os.environ.get("FACEBATCH_STORE", StoreKind.SQLITE.value),
+        help="face store: sqlite (default, or FACEBATCH_STORE), postgres (--dsn) or supabase "
+        "(SUPABASE_URL and SUPABASE_SERVICE_KEY)",
+    )
+    p.add_argument("--dsn", help="PostgreSQL connection string (or FACEBATCH_DSN / DATABASE_URL)")
+    p.add_argument("--supabase-url", help="Supabase project URL (or SUPABASE_URL)")
+    p.add_argument("--thumbnails-bucket", help="Supabase Storage bucket for face thumbnails")
+
+
+def store_config_from_args(args: argparse.Namespace) -> StoreConfig:
+    """The StoreConfig that the store options name (the key only ever comes from the env)."""
+    return StoreConfig(
+        kind=StoreKind(getattr(args, "store", StoreKind.SQLITE.value)),
+        sqlite_path=getattr(args, "db", None),
+        dsn=getattr(args, "dsn", None),
+        supabase_url=getattr(args, "supabase_url", None),
+        thumbnails_bucket=getattr(args, "thumbnails_bucket", None),
+    )
 
 
 def _batch_options(p: argparse.ArgumentParser, *, register: bool) -> None:
@@ -129,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     _store_options(p)
 
+    p = sub.add_parser("db", help="set up or check the face store")
+    db = p.add_subparsers(dest="db_command", required=True)
+    q = db.add_parser("init", help="apply resources/supabase/schema.sql (idempotent)")
+    _store_options(q)
+    q.add_argument("--users-table", default="users", help="your users table (default users)")
+    q.add_argument("--users-id-column", default="id", help="its id column (default id)")
+    q = db.add_parser("check", help="connect and say what is wrong, if anything")
+    _store_options(q)
+    q.add_argument("--model-dir", help="also check that the store's faces match this pack")
+
     from facebatch_gui.cli_models import add_model_commands
 
     add_model_commands(sub)
@@ -164,8 +196,8 @@ def settings_from_args(args: argparse.Namespace) -> BatchSettings:
         raise UsageError(f"Invalid option: {exc}") from exc
 
 
-def _open_store(args: argparse.Namespace) -> SqliteStore:
-    store = SqliteStore(args.db)
+def _open_store(args: argparse.Namespace) -> FaceStore:
+    store = open_store(store_config_from_args(args))
     interrupted = store.recover_interrupted()
     if interrupted:
         print(
@@ -207,7 +239,7 @@ def _run(args: argparse.Namespace, start: str) -> int:
     if start == "resume":
         record = store.get_task(args.task_id, with_results=False)
         if record is None:
-            raise UsageError(f"No task {args.task_id} in {store.path}")
+            raise UsageError(f"No task {args.task_id} in {store_config_from_args(args).describe()}")
         operation = record.operation
         entries: list[UserEntry] = []
     else:
@@ -331,7 +363,7 @@ def _status(args: argparse.Namespace) -> int:
     store = _open_store(args)
     record = store.get_task(args.task_id)
     if record is None:
-        raise UsageError(f"No task {args.task_id} in {store.path}")
+        raise UsageError(f"No task {args.task_id} in {store_config_from_args(args).describe()}")
     if args.json:
         print(json.dumps(record.wire(), indent=2, ensure_ascii=False))
     else:
@@ -360,7 +392,7 @@ def _export(args: argparse.Namespace) -> int:
     store = _open_store(args)
     record = store.get_task(args.task_id)
     if record is None:
-        raise UsageError(f"No task {args.task_id} in {store.path}")
+        raise UsageError(f"No task {args.task_id} in {store_config_from_args(args).describe()}")
     count = write_failures_csv(record.results, args.out)
     print(f"Wrote {count} failure(s) to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -439,6 +471,31 @@ def _serve(args: argparse.Namespace) -> int:
             f"; cancelled {len(running)} running task(s): {', '.join(running)}" if running else ""
         )
         print(f"facebatch: HTTP API stopped{note}", file=sys.stderr)
+def _db(args: argparse.Namespace) -> int:
+    config = store_config_from_args(args)
+    if args.db_command == "check":
+        pack = None
+        if args.model_dir:
+            pack = _load_engine(args, BatchSettings()).identity
+        report = check_connection(config, pack)
+        print(report.message)
+        return EXIT_OK if report.ok else EXIT_FAILURES
+    if config.kind == StoreKind.SQLITE:
+        open_store(config).close()  # the SQLite store creates its schema on open
+    elif config.kind == StoreKind.POSTGRES:
+        from facebatch_gui.core.store.postgres import apply_schema
+
+        dsn = config.resolved_dsn()
+        if not dsn:
+            raise UsageError("db init --store postgres needs --dsn (or FACEBATCH_DSN)")
+        apply_schema(dsn, users_table=args.users_table, users_id_column=args.users_id_column)
+    else:
+        raise UsageError(
+            "Supabase's REST API cannot run DDL: apply resources/supabase/schema.sql in the "
+            "SQL editor, or run 'facebatch db init --store postgres --dsn <the project's direct "
+            "connection string>'"
+        )
+    print(f"Schema ready in {config.describe()}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -461,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tasks(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "db":
+            return _db(args)
         return _export(args)
     except (UsageError, FaceBatchError) as exc:
         print(f"facebatch: error: {exc}", file=sys.stderr)

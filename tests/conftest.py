@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.imageserver import ImageServer
 
+pytest_plugins = ["tests.support.pgfixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEBATCH_SHARED", REPO.parent / "shared"))
 MODELS = Path(os.environ.get("FACEBATCH_MODEL_DIR", SHARED / "models"))

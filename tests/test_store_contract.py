@@ -1,4 +1,4 @@
-"""The face store contract. Every store (SQLite now; Postgres and Supabase later) must pass it:
+"""The face store contract. Every store (SQLite, Postgres, the Supabase store) must pass it:
 add a factory to `STORE_FACTORIES` and the whole suite runs against it."""
 
 from __future__ import annotations
@@ -22,16 +22,38 @@ PACK = PackIdentity("test-pack", "d" * 64, "r" * 64, 640, 8)
 OTHER_PACK = PackIdentity("other-pack", "e" * 64, "s" * 64, 640, 8)
 
 
-def _sqlite(tmp_path: Path) -> SqliteStore:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> FaceStore:
     return SqliteStore(tmp_path / "contract.db")
 
 
-STORE_FACTORIES: dict[str, Callable[[Path], FaceStore]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> FaceStore:
+    """Real PostgreSQL (FACEBATCH_TEST_PG_DSN, a fresh database per session, emptied per test)."""
+    from facebatch_gui.core.store.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("pg_dsn"))
+
+
+def _supabase(request: pytest.FixtureRequest, tmp_path: Path) -> FaceStore:
+    """The Supabase store against the PostgREST stand-in (tests/support/postgrest.py: a real HTTP
+    server that checks requests as PostgREST parses them and runs them on the real test
+    PostgreSQL), since no PostgREST can run here."""
+    from facebatch_gui.core.store.supabase import SupabaseStore
+    from tests.support.pgfixtures import SERVICE_KEY
+
+    server = request.getfixturevalue("standin")
+    return SupabaseStore(server.url, SERVICE_KEY, backoff_s=0.01)
+
+
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], FaceStore]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+    "supabase": _supabase,
+}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceStore]:
-    s = STORE_FACTORIES[request.param](tmp_path)
+    s = STORE_FACTORIES[request.param](request, tmp_path)
     yield s
     s.close()
 
