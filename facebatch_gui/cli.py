@@ -471,6 +471,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"; cancelled {len(running)} running task(s): {', '.join(running)}" if running else ""
         )
         print(f"facebatch: HTTP API stopped{note}", file=sys.stderr)
+
+
 def _db(args: argparse.Namespace) -> int:
     config = store_config_from_args(args)
     if args.db_command == "check":
