@@ -471,6 +471,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"; cancelled {len(running)} running task(s): {', '.join(running)}" if running else ""
         )
         print(f"facebatch: HTTP API stopped{note}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _db(args: argparse.Namespace) -> int:
