@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -18,6 +19,7 @@ from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.errors import ErrorCode
 from facebatch_gui.core.records import Operation, TaskStatus, UserEntry
 from facebatch_gui.core.report import FAILURE_COLUMNS
+from facebatch_gui.core.store.config import StoreConfig
 from facebatch_gui.core.store.sqlite import SqliteStore
 from facebatch_gui.qt.main_window import SETTINGS_KEY, MainWindow
 from facebatch_gui.qt.settings_dialog import SettingsDialog
@@ -66,7 +68,8 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:
     made: list[MainWindow] = []
 
     def make(**kwargs: object) -> MainWindow:
-        kwargs.setdefault("store", SqliteStore(tmp_path / "faces.db"))
+        if "store" not in kwargs:
+            kwargs["store"] = SqliteStore(tmp_path / "faces.db")
         qsettings = kwargs.pop("qsettings", None) or _settings(tmp_path)
         window = MainWindow(qsettings, **kwargs)  # type: ignore[arg-type]
         qtbot.addWidget(window)
@@ -510,3 +513,64 @@ def test_settings_refuse_an_exposed_endpoint_without_a_token(qtbot, make_window)
     dialog.accept()
     settings = dialog.result_settings()
     assert settings is not None and settings.api.token == "s3cret-token"
+
+
+def _store_settings(tmp_path: Path, name: str, **store: object) -> QSettings:
+    qsettings = _settings(tmp_path, name)
+    config = AppSettings(store=StoreConfig(**store))  # type: ignore[arg-type]
+    qsettings.setValue(SETTINGS_KEY, config.model_dump_json())
+    return qsettings
+
+
+def test_window_runs_batches_in_a_postgres_store(
+    qtbot, make_window, engine, image_server, pg_dsn: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Saved settings never keep the DSN's password; libpq takes it from PGPASSWORD, as an
+    operator's environment or ~/.pgpass would give it."""
+    password = conninfo_to_dict(pg_dsn).get("password")
+    if password:
+        monkeypatch.setenv("PGPASSWORD", str(password))
+    qsettings = _store_settings(tmp_path, "pg.ini", kind="postgres", dsn=pg_dsn)
+    window = make_window(engine=engine, qsettings=qsettings, store=None)
+    assert type(window.store).__name__ == "PostgresStore", window.store_banner.text()
+    assert str(password or "") not in qsettings.value(SETTINGS_KEY)
+    assert not window.store_banner.isVisible()
+    window.load_path(_write_csv(tmp_path / "u.csv", [("pg-kit", image_server.url(KIT))]))
+    task_id = window.register()
+    _wait_idle(qtbot, window)
+    assert _state(window, "pg-kit") == RowState.SUCCEEDED
+    assert window.store.get_face("pg-kit") is not None
+    window.refresh_history()
+    assert window.history.row_of(task_id) is not None  # type: ignore[arg-type]
+
+
+def test_settings_dialog_tests_the_store_connection(
+    qtbot, make_window, pg_dsn: str, tmp_path: Path
+) -> None:
+    window = make_window(load_models=False)
+    dialog = SettingsDialog(window.settings, window)
+    dialog.store_kind.setCurrentIndex(dialog.store_kind.findData("postgres"))
+    dialog.dsn.setText(pg_dsn)
+    with qtbot.waitSignal(dialog.connectionTested, timeout=30_000) as ok:
+        dialog.test_button.click()
+    assert ok.args[0].ok, ok.args[0].message
+    dialog.dsn.setText("postgresql://nobody@127.0.0.1:9/none")
+    with qtbot.waitSignal(dialog.connectionTested, timeout=30_000) as bad:
+        dialog.test_button.click()
+    assert not bad.args[0].ok
+    assert bad.args[0].problem == "unreachable"
+    assert dialog.test_result.text() == bad.args[0].message
+
+
+def test_a_store_that_cannot_open_turns_batches_off(make_window, tmp_path: Path) -> None:
+    """Nothing listens on port 9 of 127.0.0.1: the configured store cannot open, and the window
+    must not quietly enroll into another one."""
+    qsettings = _store_settings(
+        tmp_path, "down.ini", kind="postgres", dsn="postgresql://nobody@127.0.0.1:9/none"
+    )
+    window = make_window(load_models=False, qsettings=qsettings, store=None)
+    assert window.store_banner.isVisible()
+    assert "Could not open PostgreSQL" in window.store_banner.text()
+    window.paste_text("x,http://127.0.0.1:9/x.jpg")
+    assert not window.act_delete.isEnabled() and not window.act_register.isEnabled()
+    assert window.delete_faces() is None

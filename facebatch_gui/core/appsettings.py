@@ -6,10 +6,13 @@ for valid values live here, next to the batch settings they wrap, not in widgets
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from facebatch_gui.core.apiconfig import ApiConfig
 from facebatch_gui.core.settings import BatchSettings
+from facebatch_gui.core.store.config import StoreConfig
 
 
 class AppSettings(BaseModel):
@@ -17,8 +20,13 @@ class AppSettings(BaseModel):
 
     batch: BatchSettings = Field(default_factory=BatchSettings)
     model_dir: str | None = Field(None, description="Folder of ONNX files; None = default pack")
-    db_path: str | None = Field(None, description="SQLite file; None = the per-user default")
+    store: StoreConfig = Field(default_factory=StoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+
+    @field_serializer("store")
+    def _store_without_secrets(self, store: StoreConfig) -> dict[str, Any]:
+        """Settings files never hold the Supabase key or a password inside the DSN."""
+        return store.persisted()
 
     @classmethod
     def from_json(cls, text: str | None) -> tuple[AppSettings, str | None]:

@@ -7,6 +7,7 @@ so the task history, the HTTP endpoint and the CLI all see the same tasks.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ from facebatch_gui.core.errors import ErrorCode, FaceBatchError
 from facebatch_gui.core.records import ItemResult, Operation, TaskRecord
 from facebatch_gui.core.report import write_failures_csv, write_results_csv, write_user_list_csv
 from facebatch_gui.core.store.base import FaceStore
+from facebatch_gui.core.store.config import open_store
 from facebatch_gui.core.store.sqlite import SqliteStore
 from facebatch_gui.core.userlist import check_entry, entries_from_pasted_text, load_user_list
 from facebatch_gui.qt.delegates import ThumbnailDelegate
@@ -153,7 +155,8 @@ class MainWindow(QMainWindow):
         self.proxy.setSourceModel(self.model)
         self.history = TaskHistoryModel(self)
 
-        self.store: FaceStore = store if store is not None else SqliteStore(self.settings.db_path)
+        self._store_problem: str | None = None
+        self.store: FaceStore = store if store is not None else self._open_configured_store()
         self.tasks = TaskManager(self.store, engine, parent=self)
         self._connect_tasks()
 
@@ -410,6 +413,14 @@ class MainWindow(QMainWindow):
         self.banner_box = QWidget()
         self.banner_box.setLayout(banner_row)
         self.banner_box.hide()
+        self.store_banner = QLabel()
+        self.store_banner.setWordWrap(True)
+        self.store_banner.setTextFormat(Qt.TextFormat.RichText)
+        self.store_banner.setStyleSheet(
+            "QLabel { background: #ffebee; color: #b71c1c; border: 1px solid #ef9a9a;"
+            " border-radius: 4px; padding: 6px; }"
+        )
+        self.store_banner.hide()
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by user id, URL or error…")
@@ -487,6 +498,7 @@ class MainWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 0)
+        layout.addWidget(self.store_banner)
         layout.addWidget(self.banner_box)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(central)
@@ -574,7 +586,7 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: AppSettings) -> None:
         old, self.settings = self.settings, new
         self.save_settings()
-        if new.db_path != old.db_path:
+        if new.store != old.store:
             self._reopen_store()
         elif new.api != old.api:
             self.apply_api_settings()
@@ -588,7 +600,8 @@ class MainWindow(QMainWindow):
         log.info("Settings saved")
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self)
+        engine = self._engine_or_none()
+        dialog = SettingsDialog(self.settings, self, pack=engine.identity if engine else None)
         if dialog.exec() and dialog.result_settings() is not None:
             self.apply_settings(dialog.result_settings())  # type: ignore[arg-type]
 
@@ -596,11 +609,7 @@ class MainWindow(QMainWindow):
         if self.tasks.running_tasks():
             log.warning("The store changes after the running batch ends: restart FaceBatch then")
             return
-        try:
-            store = SqliteStore(self.settings.db_path)
-        except FaceBatchError as exc:
-            log.error("Cannot open the store: %s", exc)
-            return
+        store = self._open_configured_store()
         self.store.close()
         self.store = store
         engine = self._engine_or_none()
@@ -609,6 +618,22 @@ class MainWindow(QMainWindow):
         self._connect_tasks()
         self.refresh_history()
         self.apply_api_settings()  # the endpoint follows the new task manager
+
+    def _open_configured_store(self) -> FaceStore:
+        """The configured store, or, when it cannot be opened, the embedded one with batches
+        turned off until the settings are fixed: an operator must never enroll into a store
+        they did not choose."""
+        config = self.settings.store
+        try:
+            store = open_store(config)
+            store.recover_interrupted()
+        except (FaceBatchError, OSError) as exc:
+            self._store_problem = f"Could not open {config.describe()}: {exc}"
+            log.error("%s", self._store_problem)
+            return SqliteStore(None)
+        self._store_problem = None
+        log.info("Store: %s", config.describe())
+        return store
 
     # -- HTTP endpoint --------------------------------------------------------------------------
     def apply_api_settings(self) -> None:
@@ -725,6 +750,15 @@ class MainWindow(QMainWindow):
         else:
             self.banner_box.hide()
         self._update_actions()
+
+    def _show_store_problem(self, problem: str | None) -> None:
+        self.store_banner.setText(
+            f"<b>{html.escape(problem)}</b><br>Register and Delete are off until the store in "
+            "Tools → Settings → Models &amp; store can be opened (Test connection says why)."
+            if problem
+            else ""
+        )
+        self.store_banner.setVisible(problem is not None)
 
     def choose_model_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a model pack folder")
@@ -859,6 +893,8 @@ class MainWindow(QMainWindow):
         return out
 
     def register(self) -> str | None:
+        if self._store_problem is not None:
+            return None
         if not self.tasks.has_engine():
             message = (
                 "The models are still loading"
@@ -872,6 +908,8 @@ class MainWindow(QMainWindow):
         )
 
     def delete_faces(self) -> str | None:
+        if self._store_problem is not None:
+            return None
         rows = self._runnable(self._target_rows(), Operation.DELETE)
         if not rows:
             return None
@@ -1190,8 +1228,11 @@ class MainWindow(QMainWindow):
         ui = self._ui
         ui("register-text", f"Register ({scope})", self.act_register.setText)
         ui("delete-text", f"Delete faces ({scope})", self.act_delete.setText)
-        ui("register", n > 0 and self._engine_state == "ready", self.act_register.setEnabled)
-        ui("delete", n > 0, self.act_delete.setEnabled)
+        store_ok = self._store_problem is None
+        ready = n > 0 and store_ok
+        ui("register", ready and self._engine_state == "ready", self.act_register.setEnabled)
+        ui("delete", ready, self.act_delete.setEnabled)
+        ui("store-banner", self._store_problem, self._show_store_problem)
         ui("cancel", running, self.act_cancel.setEnabled)
         ui("retry", retryable > 0, self.act_retry.setEnabled)
         ui("remove", selected > 0, self.act_remove.setEnabled)

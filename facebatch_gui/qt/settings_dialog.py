@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+from PySide6.QtCore import Qt, QThreadPool, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,8 +26,16 @@ from PySide6.QtWidgets import (
 
 from facebatch_gui.core.apiconfig import ApiConfigError, check_exposure
 from facebatch_gui.core.appsettings import AppSettings
+from facebatch_gui.core.engine import PackIdentity
 from facebatch_gui.core.settings import MultiFacePolicy
+from facebatch_gui.core.store.config import (
+    ConnectionReport,
+    StoreConfig,
+    StoreKind,
+    check_connection,
+)
 from facebatch_gui.core.store.sqlite import default_db_path
+from facebatch_gui.qt.workers import FunctionWorker
 
 DET_SIZES = (320, 480, 640, 800, 960)
 
@@ -79,7 +90,16 @@ class PathEdit(QWidget):
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+    connectionTested = Signal(object)  # ConnectionReport
+    _report = Signal(object)  # from the test worker's thread
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        parent: QWidget | None = None,
+        *,
+        pack: PackIdentity | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(520)
@@ -133,10 +153,47 @@ class SettingsDialog(QDialog):
 
         # -- models and store
         self.model_dir = PathEdit(settings.model_dir, "default pack (buffalo_l)", folder=True)
-        self.db_path = PathEdit(settings.db_path, str(default_db_path()), folder=False)
+        store = settings.store
+        self.store_kind = QComboBox()
+        for label, kind in (
+            ("Embedded (SQLite on this computer)", StoreKind.SQLITE),
+            ("PostgreSQL (or Supabase's direct connection)", StoreKind.POSTGRES),
+            ("Supabase (REST API, service-role key)", StoreKind.SUPABASE),
+        ):
+            self.store_kind.addItem(label, kind.value)
+        self.store_kind.setCurrentIndex(max(0, self.store_kind.findData(store.kind.value)))
+        self.db_path = PathEdit(
+            str(store.sqlite_path) if store.sqlite_path else None,
+            str(default_db_path()),
+            folder=False,
+        )
+        self.dsn = QLineEdit(store.dsn.get_secret_value() if store.dsn else "")
+        self.dsn.setPlaceholderText("postgresql://user@host:5432/db (default: FACEBATCH_DSN)")
+        self.dsn.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.supabase_url = QLineEdit(store.supabase_url or "")
+        self.supabase_url.setPlaceholderText("https://PROJECT.supabase.co (default: SUPABASE_URL)")
+        self.supabase_key = QLineEdit(
+            store.supabase_key.get_secret_value() if store.supabase_key else ""
+        )
+        self.supabase_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.supabase_key.setPlaceholderText("from SUPABASE_SERVICE_KEY; typed here: not saved")
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self.test_connection)
+        self.test_result = QLabel()
+        self.test_result.setWordWrap(True)
+        self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.pack_identity = pack
         storage = QFormLayout()
         storage.addRow("Model pack folder", self.model_dir)
-        storage.addRow("Embedded store (SQLite)", self.db_path)
+        storage.addRow("Face store", self.store_kind)
+        storage.addRow("SQLite file", self.db_path)
+        storage.addRow("PostgreSQL DSN", self.dsn)
+        storage.addRow("Supabase URL", self.supabase_url)
+        storage.addRow("Supabase service key", self.supabase_key)
+        storage.addRow(self.test_button, self.test_result)
+        self._store_rows = storage
+        self.store_kind.currentIndexChanged.connect(self._store_kind_changed)
+        self._store_kind_changed()
         note = QLabel(
             "Changing the model folder or detection size reloads the models in the "
             "background; batches already running keep the models they started with."
@@ -202,6 +259,9 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
         self.tabs = tabs
         self._result: AppSettings | None = None
+        self._workers: list[FunctionWorker] = []
+        self.last_report: ConnectionReport | None = None
+        self._report.connect(self._show_report, Qt.ConnectionType.QueuedConnection)
 
     def value(self) -> AppSettings:
         """The edited settings; raises ValidationError when a value is out of range."""
@@ -236,8 +296,56 @@ class SettingsDialog(QDialog):
             max_concurrent_tasks=self.api_max_tasks.value(),
         )
         data["model_dir"] = self.model_dir.value()
-        data["db_path"] = self.db_path.value()
-        return AppSettings.model_validate(data)
+        data["store"] = self.store_config().model_dump(mode="json")
+        result = AppSettings.model_validate(data)
+        # Secrets are not in the JSON form; carry them over for this session.
+        result.store = self.store_config()
+        return result
+
+    def store_config(self) -> StoreConfig:
+        dsn = self.dsn.text().strip()
+        key = self.supabase_key.text().strip()
+        sqlite_path = self.db_path.value()
+        return self._original.store.model_copy(
+            update={
+                "kind": StoreKind(self.store_kind.currentData()),
+                "sqlite_path": Path(sqlite_path) if sqlite_path else None,
+                "dsn": SecretStr(dsn) if dsn else None,
+                "supabase_url": self.supabase_url.text().strip() or None,
+                "supabase_key": SecretStr(key) if key else None,
+            }
+        )
+
+    def _store_kind_changed(self) -> None:
+        kind = StoreKind(self.store_kind.currentData())
+        shown = {
+            self.db_path: kind == StoreKind.SQLITE,
+            self.dsn: kind == StoreKind.POSTGRES,
+            self.supabase_url: kind == StoreKind.SUPABASE,
+            self.supabase_key: kind == StoreKind.SUPABASE,
+        }
+        for widget, visible in shown.items():
+            self._store_rows.setRowVisible(widget, visible)
+        self.test_result.clear()
+
+    def test_connection(self) -> None:
+        """Runs off the GUI thread: an unreachable host can take the whole connect timeout."""
+        config = self.store_config()
+        pack = self.pack_identity
+        self.test_button.setEnabled(False)
+        self.test_result.setStyleSheet("")
+        self.test_result.setText(f"Connecting to {config.describe()}…")
+        worker = FunctionWorker(lambda: self._report.emit(check_connection(config, pack)))
+        self._workers.append(worker)
+        QThreadPool.globalInstance().start(worker)
+
+    def _show_report(self, report: ConnectionReport) -> None:
+        self.test_button.setEnabled(True)
+        colour = "#2e7d32" if report.ok else "#c62828"
+        self.test_result.setStyleSheet(f"color: {colour}")
+        self.test_result.setText(report.message)
+        self.last_report = report
+        self.connectionTested.emit(report)
 
     def accept(self) -> None:
         try:
