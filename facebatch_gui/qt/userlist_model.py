@@ -87,7 +87,7 @@ RESULT_COLUMNS = frozenset(
 )
 
 
-_STATE_COLOURS = {
+STATE_COLOURS = {
     RowState.SUCCEEDED: QColor("#2e7d32"),
     RowState.FAILED: QColor("#c62828"),
     RowState.INVALID: QColor("#c62828"),
@@ -177,11 +177,19 @@ class UserListModel(QAbstractTableModel):
             if col == Column.STATUS:
                 return self._icons.get(row.state)
         if role == Qt.ItemDataRole.ForegroundRole and col in (Column.STATUS, Column.ERROR):
-            colour = _STATE_COLOURS.get(row.state)
+            colour = STATE_COLOURS.get(row.state)
             return QBrush(colour) if colour is not None else None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, col)
         return None
+
+    def cell_text(self, row: UserRow, col: int) -> str:
+        """What a cell shows; the table's delegate reads it without a round trip through Qt."""
+        text = self._text(row, col, edit=False)
+        return "" if text is None else str(text)
+
+    def state_icon(self, state: RowState) -> QIcon | None:
+        return self._icons.get(state)
 
     def setData(self, index: AnyIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or index.column() not in Column.EDITABLE:
