@@ -26,6 +26,7 @@ from facebatch_gui.qt.settings_dialog import SettingsDialog
 from facebatch_gui.qt.userlist_model import RowState
 from tests.support.guistall import measure_stall
 from tests.support.imageserver import ImageServerProcess
+from tests.support.qtdialogs import answer_next_message_box
 
 OBAMA = "faces/identities/obama/1.jpg"
 BIDEN = "faces/identities/biden/1.jpg"
@@ -205,20 +206,6 @@ def test_retry_reruns_only_the_failed_rows(
     assert _code(window, "group") == ErrorCode.MULTIPLE_FACES
 
 
-def _answer_next_message_box(button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Click a button of the modal box that the window is about to open (a real QMessageBox)."""
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, click)
-            return
-        seen.append(box.text())
-        box.button(button).click()
-
-    QTimer.singleShot(20, click)
-
-
 def test_delete_asks_for_confirmation_naming_the_count(
     qtbot, window: MainWindow, image_server, tmp_path: Path
 ) -> None:
@@ -233,12 +220,12 @@ def test_delete_asks_for_confirmation_naming_the_count(
     assert window.store.get_face("biden") is not None
 
     seen: list[str] = []
-    _answer_next_message_box(QMessageBox.StandardButton.Cancel, seen)
+    answer_next_message_box(QMessageBox.StandardButton.Cancel, seen)
     assert window.delete_faces() is None
     assert "2 users" in seen[0]
     assert window.store.get_face("biden") is not None
 
-    _answer_next_message_box(QMessageBox.StandardButton.Yes, seen)
+    answer_next_message_box(QMessageBox.StandardButton.Yes, seen)
     task_id = window.delete_faces()
     assert task_id is not None
     _wait_idle(qtbot, window)

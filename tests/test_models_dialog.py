@@ -26,6 +26,7 @@ from facebatch_gui.qt.first_run import FirstRunDialog
 from facebatch_gui.qt.main_window import SETTINGS_KEY, MainWindow
 from facebatch_gui.qt.models_dialog import ModelsDialog, PackTableModel
 from tests.support.packserver import PackServer
+from tests.support.qtdialogs import answer_next_message_box
 from tests.test_packs import make_zip
 
 KNOWN = ("buffalo_l", "buffalo_m", "buffalo_s", "buffalo_sc", "antelopev2")
@@ -94,20 +95,6 @@ def _status(dialog: ModelsDialog, name: str) -> str:
 
 def _wait_job(qtbot, dialog: ModelsDialog, timeout: int = 60_000) -> None:
     qtbot.waitUntil(lambda: dialog.running is None, timeout=timeout)
-
-
-def _answer_next_box(button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Click a button of the real QMessageBox the dialog is about to open."""
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, click)
-            return
-        seen.append(box.text())
-        box.button(button).click()
-
-    QTimer.singleShot(20, click)
 
 
 def test_table_lists_known_packs_with_sizes_and_installed_ones(
@@ -251,11 +238,11 @@ def test_import_zip_and_folder_verify_and_remove(
     assert "installed already" in dialog.message.text()
 
     seen: list[str] = []
-    _answer_next_box(QMessageBox.StandardButton.No, seen)
+    answer_next_message_box(QMessageBox.StandardButton.No, seen)
     qtbot.mouseClick(dialog.remove_button, Qt.MouseButton.LeftButton)
     assert (root / "copied").is_dir() and "Delete model pack copied" in seen[0]
     with qtbot.waitSignal(dialog.packRemoved, timeout=5000):
-        _answer_next_box(QMessageBox.StandardButton.Yes, seen)
+        answer_next_message_box(QMessageBox.StandardButton.Yes, seen)
         qtbot.mouseClick(dialog.remove_button, Qt.MouseButton.LeftButton)
     assert not (root / "copied").exists()
     assert dialog.model.row_of("copied") is None
