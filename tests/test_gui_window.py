@@ -82,7 +82,7 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:
     yield make
     for window in made:
         window.shutdown()
-        assert window._pool.activeThreadCount() == 0, "window left background jobs running"
+        assert window.jobs.active() == 0, "window left background jobs running"
 
 
 @pytest.fixture

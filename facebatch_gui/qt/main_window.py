@@ -19,13 +19,10 @@ from PySide6.QtCore import (
     QByteArray,
     QItemSelectionModel,
     QModelIndex,
-    QObject,
     QSettings,
     QSize,
     Qt,
-    QThreadPool,
     QTimer,
-    Signal,
 )
 from PySide6.QtGui import (
     QAction,
@@ -34,7 +31,6 @@ from PySide6.QtGui import (
     QDropEvent,
     QGuiApplication,
     QImage,
-    QKeySequence,
     QUndoStack,
 )
 from PySide6.QtWidgets import (
@@ -89,7 +85,8 @@ from facebatch_gui.qt.userlist_model import (
     rows_from_entries,
     rows_from_results,
 )
-from facebatch_gui.qt.workers import FunctionWorker
+from facebatch_gui.qt.window_actions import build_actions
+from facebatch_gui.qt.workers import JobRunner
 
 if TYPE_CHECKING:
     from facebatch_gui.qt.first_run import FirstRunDialog
@@ -107,14 +104,32 @@ def _format_eta(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class _Results(QObject):
-    """Carries a background job's value to the GUI thread (queued: the QObject lives there)."""
-
-    done = Signal(object, object)  # token, value
-    failed = Signal(object, object)  # token, exception
-
-
 class MainWindow(QMainWindow):
+    # actions, menus and toolbar: made by window_actions.build_actions
+    act_about: QAction
+    act_add: QAction
+    act_cancel: QAction
+    act_delete: QAction
+    act_export_failures: QAction
+    act_export_results: QAction
+    act_find: QAction
+    act_models: QAction
+    act_open: QAction
+    act_open_folder: QAction
+    act_paste: QAction
+    act_quit: QAction
+    act_redo: QAction
+    act_register: QAction
+    act_remove: QAction
+    act_retry: QAction
+    act_save: QAction
+    act_settings: QAction
+    act_undo: QAction
+    help_menu: QMenu
+    toolbar: QToolBar
+    tools_menu: QMenu
+    view_menu: QMenu
+
     def __init__(
         self,
         qsettings: QSettings | None = None,
@@ -131,14 +146,7 @@ class MainWindow(QMainWindow):
         self.qsettings = qsettings or QSettings()
         self.settings, problem = AppSettings.from_json(self._stored_json())
         self._confirm_fn = confirm
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
-        self._jobs: dict[int, FunctionWorker] = {}
-        self._job_seq = 0
-        self._bridge = _Results(self)
-        self._bridge.done.connect(self._job_done)
-        self._bridge.failed.connect(self._job_failed)
-        self._callbacks: dict[int, tuple[Callable[[Any], None], Callable[[Exception], None]]] = {}
+        self.jobs = JobRunner(max_threads=2, parent=self)
         self._engine_state = "none"
         self._engine_generation = 0
         self._tracked: dict[str, Operation] = {}  # tasks whose results update the table
@@ -166,7 +174,7 @@ class MainWindow(QMainWindow):
         if log.getEffectiveLevel() > logging.INFO:
             log.setLevel(logging.INFO)
 
-        self._build_actions()
+        build_actions(self)
         self._build_central()
         self._build_docks()
         self._build_status_bar()
@@ -191,210 +199,6 @@ class MainWindow(QMainWindow):
             self._set_engine_state("none", "Models: not loaded")
 
     # -- construction ------------------------------------------------------------------------
-    def _action(
-        self,
-        text: str,
-        slot: Callable[[], object],
-        *,
-        icon: str | None = None,
-        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-        tip: str | None = None,
-    ) -> QAction:
-        action = QAction(text, self)
-        if icon:
-            action.setIcon(action_icon(icon))
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-            action.setToolTip(f"{tip} ({action.shortcut().toString()})" if shortcut else tip)
-        action.triggered.connect(lambda _checked=False: slot())
-        return action
-
-    def _build_actions(self) -> None:
-        K = QKeySequence.StandardKey
-        a = self._action
-        self.act_open = a(
-            "&Open list…",
-            self.open_list_dialog,
-            icon="open",
-            shortcut=K.Open,
-            tip="Open a CSV or JSON user list",
-        )
-        self.act_open_folder = a(
-            "Open &folder of photos…",
-            self.open_folder_dialog,
-            shortcut="Ctrl+Shift+O",
-            tip="One user per photo; id = file name",
-        )
-        self.act_save = a(
-            "&Save list as CSV…",
-            self.save_list_dialog,
-            icon="save",
-            shortcut=K.Save,
-            tip="Save the user list to CSV",
-        )
-        self.act_export_failures = a(
-            "Export &failures…",
-            self.export_failures_dialog,
-            icon="export",
-            shortcut="Ctrl+E",
-            tip="Write the failure report CSV",
-        )
-        self.act_export_results = a(
-            "Export &results…",
-            self.export_results_dialog,
-            shortcut="Ctrl+Shift+E",
-            tip="Write every row to CSV",
-        )
-        self.act_quit = a("&Quit", self.close, shortcut=K.Quit)
-        self.act_undo = self.undo_stack.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcut(QKeySequence(K.Undo))
-        self.act_undo.setIcon(action_icon("undo"))
-        self.act_redo = self.undo_stack.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcut(QKeySequence(K.Redo))
-        self.act_redo.setIcon(action_icon("redo"))
-        self.act_add = a(
-            "&Add row", self.add_row, icon="add-row", shortcut="Ctrl+N", tip="Add a user"
-        )
-        self.act_remove = a(
-            "Re&move rows",
-            self.remove_selected_rows,
-            icon="remove-row",
-            shortcut=K.Delete,
-            tip="Remove the selected rows from the list",
-        )
-        self.act_paste = a(
-            "&Paste rows",
-            self.paste_rows,
-            icon="paste",
-            shortcut=K.Paste,
-            tip="Paste user_id and URL columns from a spreadsheet or CSV",
-        )
-        self.act_find = a("&Filter…", lambda: self.filter_edit.setFocus(), shortcut=K.Find)
-        self.act_register = a(
-            "&Register",
-            self.register,
-            icon="register",
-            shortcut="Ctrl+R",
-            tip="Enroll the faces of the selected rows (or all)",
-        )
-        self.act_delete = a(
-            "&Delete faces",
-            self.delete_faces,
-            icon="delete",
-            shortcut="Ctrl+Shift+Del",
-            tip="Delete the stored faces of the selected rows (or all)",
-        )
-        self.act_cancel = a(
-            "&Cancel",
-            self.cancel_tasks,
-            icon="cancel",
-            shortcut="Ctrl+.",
-            tip="Cancel the running batch",
-        )
-        self.act_retry = a(
-            "Re&try failed",
-            self.retry_failed,
-            icon="retry",
-            shortcut="F5",
-            tip="Run the failed rows again as a new task",
-        )
-        self.act_settings = a(
-            "&Settings…",
-            self.open_settings,
-            icon="settings",
-            shortcut=K.Preferences,
-            tip="Thresholds, workers, models, store",
-        )
-        if self.act_settings.shortcut().isEmpty():
-            self.act_settings.setShortcut(QKeySequence("Ctrl+,"))
-        self.act_about = a("&About FaceBatch", self.show_about)
-        self.act_models = a(
-            "&Model packs…", self.open_models_dialog, tip="Download, import, verify, choose packs"
-        )
-        for shortcut_action in (self.act_remove, self.act_paste):
-            shortcut_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-
-        menu = self.menuBar()
-        _fill(
-            menu.addMenu("&File"),
-            [
-                self.act_open,
-                self.act_open_folder,
-                self.act_save,
-                None,
-                self.act_export_failures,
-                self.act_export_results,
-                None,
-                self.act_quit,
-            ],
-        )
-        _fill(
-            menu.addMenu("&Edit"),
-            [
-                self.act_undo,
-                self.act_redo,
-                None,
-                self.act_add,
-                self.act_remove,
-                self.act_paste,
-                None,
-                self.act_find,
-            ],
-        )
-        _fill(
-            menu.addMenu("&Batch"),
-            [
-                self.act_register,
-                self.act_delete,
-                self.act_cancel,
-                self.act_retry,
-            ],
-        )
-        self.view_menu = menu.addMenu("&View")
-        self.tools_menu = menu.addMenu("&Tools")
-        _fill(self.tools_menu, [self.act_settings, self.act_models])
-        self.help_menu = menu.addMenu("&Help")
-        _fill(self.help_menu, [self.act_about])
-
-        bar = QToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        _fill(
-            bar,
-            [
-                self.act_open,
-                self.act_save,
-                None,
-                self.act_add,
-                self.act_remove,
-                self.act_paste,
-                self.act_undo,
-                self.act_redo,
-                None,
-                self.act_register,
-                self.act_delete,
-                self.act_cancel,
-                self.act_retry,
-                None,
-                self.act_export_failures,
-                None,
-                self.act_settings,
-            ],
-        )
-        for quiet in (
-            self.act_add,
-            self.act_remove,
-            self.act_paste,
-            self.act_undo,
-            self.act_redo,
-            self.act_settings,
-        ):
-            quiet.setPriority(QAction.Priority.LowPriority)  # icon only beside text buttons
-        self.addToolBar(bar)
-        self.toolbar = bar
-
     def _build_central(self) -> None:
         self.banner = QLabel()
         self.banner.setWordWrap(True)
@@ -667,45 +471,6 @@ class MainWindow(QMainWindow):
             self.api_server.stop()
             self.api_server = None
 
-    # -- background jobs ----------------------------------------------------------------------
-    def run_job(
-        self,
-        func: Callable[[], Any],
-        on_done: Callable[[Any], None],
-        on_error: Callable[[Exception], None] | None = None,
-    ) -> None:
-        self._job_seq += 1
-        token = self._job_seq
-        bridge = self._bridge
-
-        def body() -> None:
-            try:
-                value = func()
-            except Exception as exc:  # noqa: BLE001 - delivered to on_error in the GUI thread
-                bridge.failed.emit(token, exc)
-            else:
-                bridge.done.emit(token, value)
-
-        worker = FunctionWorker(body)
-        self._callbacks[token] = (on_done, on_error or (lambda exc: log.error("%s", exc)))
-        self._jobs[token] = worker
-        self._pool.start(worker)
-
-    def _job_done(self, token: int, value: object) -> None:
-        self._jobs.pop(token, None)
-        callbacks = self._callbacks.pop(token, None)
-        if callbacks is not None:
-            callbacks[0](value)
-
-    def _job_failed(self, token: int, exc: object) -> None:
-        self._jobs.pop(token, None)
-        callbacks = self._callbacks.pop(token, None)
-        if callbacks is not None and isinstance(exc, Exception):
-            callbacks[1](exc)
-
-    def wait_for_jobs(self, msecs: int = 10_000) -> bool:
-        return self._pool.waitForDone(msecs)
-
     # -- models -------------------------------------------------------------------------------
     def _engine_or_none(self) -> FaceEngine | None:
         return self.tasks._engine if self.tasks.has_engine() else None  # type: ignore[return-value]
@@ -729,7 +494,7 @@ class MainWindow(QMainWindow):
                 self._set_engine_state("missing", "Models: none", str(exc))
                 log.error("%s", exc)
 
-        self.run_job(load, done, failed)
+        self.jobs.run(load, done, failed)
 
     def _set_engine_ready(self, engine: FaceEngine) -> None:
         # Everything loaded so far (Qt, ONNX Runtime, InsightFace: ~130,000 objects) lives as long
@@ -1036,7 +801,7 @@ class MainWindow(QMainWindow):
                         images[uid] = image
             return images
 
-        self.run_job(load, self.model.set_thumbnails)
+        self.jobs.run(load, self.model.set_thumbnails)
 
     # -- history ------------------------------------------------------------------------------
     def refresh_history(self) -> None:
@@ -1314,21 +1079,13 @@ class MainWindow(QMainWindow):
             self.tasks.cancel(task_id)
         self.tasks.wait_all(30_000)
         self.preview.shutdown()
-        self._pool.waitForDone(30_000)
+        self.jobs.wait(30_000)
         self.save_settings()
         logging.getLogger().removeHandler(self.log_dock.handler)
         self.store.close()
 
 
 _UNSET = object()
-
-
-def _fill(target: QMenu | QToolBar, actions: Sequence[QAction | None]) -> None:
-    for action in actions:
-        if action is None:
-            target.addSeparator()
-        else:
-            target.addAction(action)
 
 
 def _dropped_path(mime: Any) -> Path | None:

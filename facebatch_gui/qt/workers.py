@@ -8,11 +8,13 @@ when it is idle, which flushes what is pending without adding anything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 
 class WorkerSignals(QObject):
@@ -78,3 +80,70 @@ class GeneratorWorker(QRunnable):
             if pending:
                 self.signals.yielded.emit(pending)
             self.signals.finished.emit()
+
+
+_OnDone = Callable[[Any], None]
+_OnError = Callable[[Exception], None]
+
+
+class _JobSignals(QObject):
+    done = Signal(object, object)  # token, value
+    failed = Signal(object, object)  # token, exception
+
+
+class JobRunner(QObject):
+    """Runs small one-off jobs (load models, read thumbnails) on its own pool and hands each
+    result to a callback in the thread this object lives in (the GUI thread)."""
+
+    def __init__(self, *, max_threads: int = 2, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(max_threads)
+        self._signals = _JobSignals(self)
+        self._signals.done.connect(self._done)
+        self._signals.failed.connect(self._failed)
+        self._seq = 0
+        self._pending: dict[
+            int, tuple[FunctionWorker, Callable[[Any], None], Callable[[Exception], None]]
+        ] = {}
+
+    def run(
+        self,
+        func: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self._seq += 1
+        token, signals = self._seq, self._signals
+
+        def body() -> None:
+            try:
+                value = func()
+            except Exception as exc:  # noqa: BLE001 - delivered to on_error in the owner's thread
+                signals.failed.emit(token, exc)
+            else:
+                signals.done.emit(token, value)
+
+        worker = FunctionWorker(body)
+        self._pending[token] = (worker, on_done, on_error or _log_error)
+        self._pool.start(worker)
+
+    def active(self) -> int:
+        return self._pool.activeThreadCount()
+
+    def wait(self, msecs: int = 10_000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def _done(self, token: int, value: object) -> None:
+        entry = self._pending.pop(token, None)
+        if entry is not None:
+            entry[1](value)
+
+    def _failed(self, token: int, exc: object) -> None:
+        entry = self._pending.pop(token, None)
+        if entry is not None and isinstance(exc, Exception):
+            entry[2](exc)
+
+
+def _log_error(exc: Exception) -> None:
+    logging.getLogger("facebatch").error("%s", exc)
