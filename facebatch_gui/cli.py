@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(q)
     q.add_argument("--users-table", default="users", help="your users table (default users)")
     q.add_argument("--users-id-column", default="id", help="its id column (default id)")
+    q.add_argument(
+        "--with-vector",
+        action="store_true",
+        help="also add the optional pgvector column, index and match_faces (not yet verified)",
+    )
     q = db.add_parser("check", help="connect and say what is wrong, if anything")
     _store_options(q)
     q.add_argument("--model-dir", help="also check that the store's faces match this pack")
@@ -491,7 +496,12 @@ def _db(args: argparse.Namespace) -> int:
         dsn = config.resolved_dsn()
         if not dsn:
             raise UsageError("db init --store postgres needs --dsn (or FACEBATCH_DSN)")
-        apply_schema(dsn, users_table=args.users_table, users_id_column=args.users_id_column)
+        apply_schema(
+            dsn,
+            users_table=args.users_table,
+            users_id_column=args.users_id_column,
+            with_vector=args.with_vector,
+        )
     else:
         raise UsageError(
             "Supabase's REST API cannot run DDL: apply resources/supabase/schema.sql in the "

@@ -401,9 +401,16 @@ BEGIN
 END
 $$;
 
--- Optional: pgvector. Skipped, with a notice, where the extension is not available.
+-- Optional: pgvector. Off unless asked for (`SET facebatch.with_vector = 'on'` before running
+-- this file, or `facebatch db init --with-vector`): this part has not been run against a server
+-- with pgvector yet, and FaceBatch's duplicate check does not need it. Skipped, with a notice,
+-- where the extension is not available.
 DO $$
 BEGIN
+    IF coalesce(current_setting('facebatch.with_vector', true), '') <> 'on' THEN
+        RAISE NOTICE 'facebatch: pgvector part not requested (facebatch.with_vector)';
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
         RAISE NOTICE 'facebatch: the vector extension is not available; match_faces not created';
         RETURN;

@@ -73,7 +73,12 @@ def decode_embeddings(blobs: Sequence[bytes]) -> np.ndarray:
 
 
 def apply_schema(
-    dsn: str, *, users_table: str = "users", users_id_column: str = "id", timeout_s: float = 10
+    dsn: str,
+    *,
+    users_table: str = "users",
+    users_id_column: str = "id",
+    with_vector: bool = False,
+    timeout_s: float = 10,
 ) -> None:
     """Run schema.sql (idempotent) with the users table's name and id column set for it."""
     try:
@@ -81,6 +86,10 @@ def apply_schema(
             conn.execute("SELECT set_config('facebatch.users_table', %s, false)", (users_table,))
             conn.execute(
                 "SELECT set_config('facebatch.users_id_column', %s, false)", (users_id_column,)
+            )
+            conn.execute(
+                "SELECT set_config('facebatch.with_vector', %s, false)",
+                ("on" if with_vector else "off",),
             )
             conn.execute(schema_sql().encode())
     except psycopg.Error as exc:
