@@ -561,3 +561,33 @@ def test_a_store_that_cannot_open_turns_batches_off(make_window, tmp_path: Path)
     window.paste_text("x,http://127.0.0.1:9/x.jpg")
     assert not window.act_delete.isEnabled() and not window.act_register.isEnabled()
     assert window.delete_faces() is None
+
+
+def test_closing_during_a_batch_asks_then_cancels_and_saves_settings(
+    qtbot, make_window, engine, image_server, tmp_path: Path
+) -> None:
+    answers: list[bool] = [False, True]
+    asked: list[str] = []
+
+    def confirm(_title: str, text: str) -> bool:
+        asked.append(text)
+        return answers.pop(0)
+
+    window = make_window(engine=engine, confirm=confirm)
+    window.settings.batch.fetch_workers = 1
+    rows = [(f"slow-{i}", image_server.url(f"slow/300/{KIT}")) for i in range(20)]
+    window.load_path(_write_csv(tmp_path / "slow.csv", rows))
+    task_id = window.register()
+    assert task_id is not None
+    assert not window.close()  # the operator says no: the window stays, the batch goes on
+    assert window.tasks.running_tasks() == [task_id]
+    assert window.close()  # yes: cancel, wait, save, close
+    assert "1 batch is running" in asked[0]
+    assert not window.tasks.running_tasks()
+    reopened = SqliteStore(tmp_path / "faces.db")
+    try:
+        final = reopened.get_task(task_id, with_results=False)
+        assert final is not None and final.status == TaskStatus.CANCELLED
+    finally:
+        reopened.close()
+    assert _settings(tmp_path).value(SETTINGS_KEY)  # settings were written on the way out

@@ -7,6 +7,7 @@ so the task history, the HTTP endpoint and the CLI all see the same tasks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import html
 import logging
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QByteArray,
+    QCoreApplication,
     QItemSelectionModel,
     QModelIndex,
     QSettings,
@@ -1080,6 +1082,17 @@ class MainWindow(QMainWindow):
         self.tasks.wait_all(30_000)
         self.preview.shutdown()
         self.jobs.wait(30_000)
+        # The workers are done; their last queued signals (a task's final results and `finished`)
+        # are delivered now, while the store is still open, and nothing arrives after.
+        QCoreApplication.sendPostedEvents()
+        for signal in (
+            self.tasks.taskStarted,
+            self.tasks.taskProgressed,
+            self.tasks.taskErrored,
+            self.tasks.taskFinished,
+        ):
+            with contextlib.suppress(RuntimeError, TypeError):  # nothing left to disconnect
+                signal.disconnect()
         self.save_settings()
         logging.getLogger().removeHandler(self.log_dock.handler)
         self.store.close()
