@@ -226,10 +226,14 @@ def test_a_concurrent_reader_never_sees_a_partial_pack(
     def reader() -> None:
         while not stop.is_set():
             try:
+                before = target.stat().st_ino
                 seen = {p.name: p.stat().st_size for p in target.iterdir()}
+                after = target.stat().st_ino
             except FileNotFoundError:
                 states.add("absent")
                 continue
+            if before != after:
+                continue  # swapped while listing: the listing mixes two folders, neither partial
             onnx = {k: v for k, v in seen.items() if k.endswith(".onnx")}
             if onnx != expected or MANIFEST not in seen:
                 partial.append(seen)
