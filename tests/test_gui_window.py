@@ -535,13 +535,19 @@ def test_settings_dialog_tests_the_store_connection(
     qtbot, make_window, pg_dsn: str, tmp_path: Path
 ) -> None:
     window = make_window(load_models=False)
-    dialog = SettingsDialog(window.settings, window)
-    dialog.store_kind.setCurrentIndex(dialog.store_kind.findData("postgres"))
-    dialog.dsn.setText(pg_dsn)
+    settings = window.settings.model_copy(
+        update={"store": StoreConfig(kind="postgres", dsn=pg_dsn)}  # type: ignore[arg-type]
+    )
+    dialog = SettingsDialog(settings, window)
+    password = str(conninfo_to_dict(pg_dsn).get("password") or "")
+    if password:  # shown apart, so the address stays readable on screen
+        assert password not in dialog.dsn.text()
+        assert dialog.dsn_password.text() == password
     with qtbot.waitSignal(dialog.connectionTested, timeout=30_000) as ok:
         dialog.test_button.click()
     assert ok.args[0].ok, ok.args[0].message
     dialog.dsn.setText("postgresql://nobody@127.0.0.1:9/none")
+    dialog.dsn_password.clear()
     with qtbot.waitSignal(dialog.connectionTested, timeout=30_000) as bad:
         dialog.test_button.click()
     assert not bad.args[0].ok

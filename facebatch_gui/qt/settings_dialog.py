@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr, ValidationError
 from PySide6.QtCore import Qt, QThreadPool, Signal
 from PySide6.QtWidgets import (
@@ -58,6 +60,20 @@ def _dspin(
     box.setSingleStep(step)
     box.setValue(value)
     return box
+
+
+def _split_password(dsn: str) -> tuple[str, str]:
+    """The DSN to show and its password apart, so the address stays readable on screen."""
+    if not dsn:
+        return "", ""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return dsn, ""
+    password = str(parts.pop("password", "") or "")
+    if not password:
+        return dsn, ""
+    return make_conninfo("", **parts), password
 
 
 class PathEdit(QWidget):
@@ -167,9 +183,12 @@ class SettingsDialog(QDialog):
             str(default_db_path()),
             folder=False,
         )
-        self.dsn = QLineEdit(store.dsn.get_secret_value() if store.dsn else "")
+        dsn_text, dsn_password = _split_password(store.dsn.get_secret_value() if store.dsn else "")
+        self.dsn = QLineEdit(dsn_text)
         self.dsn.setPlaceholderText("postgresql://user@host:5432/db (default: FACEBATCH_DSN)")
-        self.dsn.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.dsn_password = QLineEdit(dsn_password)
+        self.dsn_password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.dsn_password.setPlaceholderText("from PGPASSWORD or ~/.pgpass; typed here: not saved")
         self.supabase_url = QLineEdit(store.supabase_url or "")
         self.supabase_url.setPlaceholderText("https://PROJECT.supabase.co (default: SUPABASE_URL)")
         self.supabase_key = QLineEdit(
@@ -188,6 +207,7 @@ class SettingsDialog(QDialog):
         storage.addRow("Face store", self.store_kind)
         storage.addRow("SQLite file", self.db_path)
         storage.addRow("PostgreSQL DSN", self.dsn)
+        storage.addRow("PostgreSQL password", self.dsn_password)
         storage.addRow("Supabase URL", self.supabase_url)
         storage.addRow("Supabase service key", self.supabase_key)
         storage.addRow(self.test_button, self.test_result)
@@ -304,6 +324,9 @@ class SettingsDialog(QDialog):
 
     def store_config(self) -> StoreConfig:
         dsn = self.dsn.text().strip()
+        password = self.dsn_password.text()
+        if dsn and password:
+            dsn = make_conninfo(dsn, password=password)
         key = self.supabase_key.text().strip()
         sqlite_path = self.db_path.value()
         return self._original.store.model_copy(
@@ -321,6 +344,7 @@ class SettingsDialog(QDialog):
         shown = {
             self.db_path: kind == StoreKind.SQLITE,
             self.dsn: kind == StoreKind.POSTGRES,
+            self.dsn_password: kind == StoreKind.POSTGRES,
             self.supabase_url: kind == StoreKind.SUPABASE,
             self.supabase_key: kind == StoreKind.SUPABASE,
         }
