@@ -56,7 +56,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from facebatch_gui.api.server import ApiServer
 from facebatch_gui.core.apiconfig import ApiConfigError
 from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.engine import FaceEngine, resolve_model_dir
@@ -91,6 +90,7 @@ from facebatch_gui.qt.window_actions import build_actions
 from facebatch_gui.qt.workers import JobRunner
 
 if TYPE_CHECKING:
+    from facebatch_gui.api.server import ApiServer
     from facebatch_gui.qt.first_run import FirstRunDialog
     from facebatch_gui.qt.models_dialog import ModelsDialog
 
@@ -451,6 +451,8 @@ class MainWindow(QMainWindow):
         if not config.enabled:
             self._ui("api", "API: off", self.api_label.setText)
             return
+        from facebatch_gui.api.server import ApiServer  # FastAPI costs 0.4 s: only when wanted
+
         self._api_service = QtTaskService(self.tasks)
         server = ApiServer(self._api_service, config, settings=lambda: self.settings.batch)
         try:

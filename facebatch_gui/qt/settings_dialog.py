@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr, ValidationError
 from PySide6.QtCore import Qt, QThreadPool, Signal
 from PySide6.QtWidgets import (
@@ -66,6 +64,9 @@ def _split_password(dsn: str) -> tuple[str, str]:
     """The DSN to show and its password apart, so the address stays readable on screen."""
     if not dsn:
         return "", ""
+    import psycopg  # imported on use: it adds 0.14 s to the window's start-up
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
@@ -326,6 +327,8 @@ class SettingsDialog(QDialog):
         dsn = self.dsn.text().strip()
         password = self.dsn_password.text()
         if dsn and password:
+            from psycopg.conninfo import make_conninfo
+
             dsn = make_conninfo(dsn, password=password)
         key = self.supabase_key.text().strip()
         sqlite_path = self.db_path.value()
