@@ -109,6 +109,21 @@ LANGUAGE sql IMMUTABLE AS $$
         ELSE 'failed' END
 $$;
 
+-- One item's outcome, written in the caller's transaction (no-op without a task).
+CREATE OR REPLACE FUNCTION facebatch_record_item(p_task_id text, p_idx integer, p_result jsonb)
+RETURNS void
+LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
+    IF p_task_id IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE task_items SET state = facebatch_item_state(p_result), result = p_result,
+        finished_at = (p_result ->> 'finished_at')::timestamptz
+        WHERE task_id = p_task_id AND idx = p_idx;
+    UPDATE tasks SET updated_at = now() WHERE task_id = p_task_id;
+END
+$$;
+
 -- real[] -> bytea (float32 big-endian), and back (normal numbers; zero for zero/denormals).
 CREATE OR REPLACE FUNCTION facebatch_float4_bytes(v real[]) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT AS $$
@@ -203,12 +218,7 @@ BEGIN
         EXECUTE 'UPDATE faces SET embedding_vec = $1::vector WHERE user_id = $2'
             USING p_embedding, p_user_id;
     END IF;
-    IF p_task_id IS NOT NULL THEN
-        UPDATE task_items SET state = facebatch_item_state(v_result), result = v_result,
-            finished_at = (v_result ->> 'finished_at')::timestamptz
-            WHERE task_id = p_task_id AND idx = p_idx;
-        UPDATE tasks SET updated_at = now() WHERE task_id = p_task_id;
-    END IF;
+    PERFORM facebatch_record_item(p_task_id, p_idx, v_result);
     RETURN v_result;
 END
 $$;
@@ -232,12 +242,7 @@ BEGIN
             INTO known USING p_user_id;
         v_result := p_results -> CASE WHEN known THEN 'no_face_registered' ELSE 'user_not_found' END;
     END IF;
-    IF p_task_id IS NOT NULL THEN
-        UPDATE task_items SET state = facebatch_item_state(v_result), result = v_result,
-            finished_at = (v_result ->> 'finished_at')::timestamptz
-            WHERE task_id = p_task_id AND idx = p_idx;
-        UPDATE tasks SET updated_at = now() WHERE task_id = p_task_id;
-    END IF;
+    PERFORM facebatch_record_item(p_task_id, p_idx, v_result);
     RETURN v_result;
 END
 $$;
@@ -372,6 +377,7 @@ BEGIN
         'facebatch_commit_registration(text, integer, text, real[], text, jsonb, jsonb, real, '
             'jsonb, bytea, text, text, text, jsonb, boolean, boolean)',
         'facebatch_commit_deletion(text, integer, text, jsonb)',
+        'facebatch_record_item(text, integer, jsonb)',
         'facebatch_record_results(text, jsonb)',
         'facebatch_tasks(text, integer)',
         'facebatch_set_task_status(text, text, text, boolean)',
