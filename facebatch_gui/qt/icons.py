@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from PySide6.QtCore import QSize
 from PySide6.QtGui import QIcon
 
 from facebatch_gui.core.paths import resource
@@ -26,10 +27,14 @@ def app_icon() -> QIcon:
     return icon
 
 
-def state_icons() -> dict[RowState, QIcon]:
+def state_icons(size: int = 18) -> dict[RowState, QIcon]:
+    """Rendered once here, at start-up: the first paint of an SVG icon loads Qt's SVG plugin and
+    parses the file, which would otherwise land in the first batch tick that shows that state."""
     out: dict[RowState, QIcon] = {}
     for state in RowState:
         path = resource("icons", "states", f"{state.value}.svg")
         if path.is_file():
-            out[state] = QIcon(str(path))
+            icon = QIcon(str(path))
+            icon.pixmap(QSize(size, size))
+            out[state] = icon
     return out
