@@ -22,6 +22,7 @@ from facebatch_gui.core.userlist import entries_from_pasted_text
 from facebatch_gui.qt.runner import TaskProgress
 from facebatch_gui.qt.task_history import TaskHistoryModel
 from facebatch_gui.qt.userlist_model import (
+    RESORT_EVERY_S,
     Column,
     InsertRowsCommand,
     RemoveRowsCommand,
@@ -288,3 +289,15 @@ def test_results_resort_a_sorted_list_at_most_once_a_second(qtbot) -> None:
     qtbot.waitUntil(lambda: model.rows[0].state == RowState.FAILED, timeout=3000)
     assert [r.user_id for r in model.rows[:2]] == ["u1", "u4"]  # failed, then succeeded
     assert all(b - a >= 0.9 for a, b in itertools.pairwise(layouts))
+
+
+def test_a_held_list_keeps_its_order_until_the_batches_end(qtbot) -> None:
+    model = _model(4)
+    model.sort(Column.STATUS, Qt.SortOrder.DescendingOrder)
+    model.hold_resort(True)
+    model.apply_results([_fail("u3")])
+    model.flush()
+    qtbot.wait(RESORT_EVERY_S * 1000 + 200)
+    assert [r.user_id for r in model.rows] == ["u0", "u1", "u2", "u3"]  # nothing moved
+    model.hold_resort(False)
+    assert model.rows[0].user_id == "u3"  # the failure sorts first now

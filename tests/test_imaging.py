@@ -395,3 +395,24 @@ def test_encode_jpeg_round_trip(faces_dir: Path) -> None:
     again = _decode(encode_jpeg(decoded.bgr, quality=95))
     assert again.bgr.shape == decoded.bgr.shape
     assert _mean_abs_diff(again.bgr, decoded.bgr) < 3.0
+
+
+def test_warm_up_loads_the_decoders_a_batch_needs(faces_dir: Path) -> None:
+    """Run in a fresh interpreter: after warm_up, decoding a real photo imports nothing new."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from facebatch_gui.core.imaging import decode_image, warm_up\n"
+        "warm_up()\n"
+        "before = set(sys.modules)\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "decode_image(data, max_pixels=40_000_000, work_side=640)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    photo = faces_dir / "identities" / "obama" / "1.jpg"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(photo)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

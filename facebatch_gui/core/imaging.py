@@ -174,3 +174,16 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 85) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def warm_up() -> None:
+    """Decode a tiny JPEG and PNG once, so Pillow's format plugins and the decode paths are
+    loaded before a batch: imported lazily by the first decode of a batch, they hold the GIL for
+    tens of milliseconds while the GUI thread waits."""
+    from PIL import TiffImagePlugin  # noqa: F401 - EXIF parsing of real photos needs it
+
+    pixels = np.zeros((16, 16, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    for data in (encode_jpeg(pixels), png.getvalue()):
+        decode_image(data, max_pixels=1_000_000, work_side=16)

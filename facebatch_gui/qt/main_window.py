@@ -60,6 +60,7 @@ from facebatch_gui.core.apiconfig import ApiConfigError
 from facebatch_gui.core.appsettings import AppSettings
 from facebatch_gui.core.engine import FaceEngine, resolve_model_dir
 from facebatch_gui.core.errors import ErrorCode, FaceBatchError
+from facebatch_gui.core.imaging import warm_up as warm_up_decoding
 from facebatch_gui.core.records import ItemResult, Operation, TaskRecord
 from facebatch_gui.core.report import write_failures_csv, write_results_csv, write_user_list_csv
 from facebatch_gui.core.store.base import FaceStore
@@ -505,6 +506,7 @@ class MainWindow(QMainWindow):
         # as the app. Frozen out of the collector, a full collection during a batch takes ~10-35
         # ms instead of 65-100 ms, and it holds the GIL, so the GUI thread waits for it.
         gc.freeze()
+        self.jobs.run(warm_up_decoding, lambda _none: None)
         self.tasks.set_engine(engine)
         pack = engine.identity
         self._set_engine_state("ready", f"Models: {pack.name} ({pack.embedding_dim}-d)")
@@ -731,6 +733,7 @@ class MainWindow(QMainWindow):
             return None
         self._tracked[task_id] = operation
         self._current_task = task_id
+        self.model.hold_resort(True)
         self.model.mark_queued(row.user_id for row in rows)
         self._ui("progress-max", max(len(entries), 1), self.progress.setMaximum)
         self.progress.setValue(0)
@@ -792,6 +795,7 @@ class MainWindow(QMainWindow):
         self.refresh_history()
         self._update_actions()
         if not self.tasks.running_tasks():
+            self.model.hold_resort(False)
             # Between batches: collect what the task left, then freeze the rest (the rows and their
             # results stay), so the next batch's full collections stay as short as the first's.
             started = time.perf_counter()
@@ -910,6 +914,7 @@ class MainWindow(QMainWindow):
             return None
         self._tracked[task_id] = record.operation
         self._current_task = task_id
+        self.model.hold_resort(True)
         self.model.mark_queued(pending)
         self._ui("progress-max", max(record.total_items, 1), self.progress.setMaximum)
         self.progress.show()

@@ -131,6 +131,8 @@ class UserListModel(QAbstractTableModel):
         self.operation = Operation.REGISTER  # what validation checks rows for
         self._sort: tuple[int, Qt.SortOrder] = (-1, Qt.SortOrder.AscendingOrder)
         self._sorted_at = 0.0
+        self._hold = False
+        self._resort_pending = False
         self._resort = QTimer(self)
         self._resort.setSingleShot(True)
         self._resort.timeout.connect(self._apply_sort)
@@ -315,9 +317,21 @@ class UserListModel(QAbstractTableModel):
         self.changePersistentIndexList(persistent, moved)
         self.layoutChanged.emit()
 
+    def hold_resort(self, hold: bool) -> None:
+        """While batches run, results do not move rows: re-sorting then competes with the
+        pipeline threads for the GIL (the filter proxy calls Python for every row) and rows
+        would jump under the operator's eyes. The list re-sorts once the batches are done."""
+        self._hold = hold
+        if not hold and self._resort_pending:
+            self._resort_pending = False
+            self._apply_sort()
+
     def _resort_soon(self) -> None:
         """Results moved rows of the sort column: re-sort, but not more than once a second."""
         if self._sort[0] not in RESULT_COLUMNS or self._resort.isActive():
+            return
+        if self._hold:
+            self._resort_pending = True
             return
         wait = RESORT_EVERY_S - (time.monotonic() - self._sorted_at)
         if wait <= 0:

@@ -16,11 +16,13 @@ class StallStats:
     p99_s: float
     flushes: int
     saw_rate: bool
+    worst_at_s: float = 0.0
 
     def __str__(self) -> str:
         return (
             f"{self.elapsed_s:.1f} s, {self.beats} heartbeats, max event-loop stall "
-            f"{self.worst_s * 1000:.1f} ms, p99 {self.p99_s * 1000:.1f} ms, "
+            f"{self.worst_s * 1000:.1f} ms ({self.worst_at_s:.2f} s in), "
+            f"p99 {self.p99_s * 1000:.1f} ms, "
             f"{self.flushes} table flushes"
         )
 
@@ -30,12 +32,14 @@ def measure_stall(qtbot: object | None, window: object, timeout_s: float = 300.0
 
     With `qtbot` None the loop is driven by processEvents (for the benchmark script)."""
     gaps: list[float] = []
+    at: list[float] = []
     last = [0.0]
     rates: list[str] = []
 
     def beat() -> None:
         now = time.perf_counter()
         gaps.append(now - last[0])
+        at.append(last[0])
         last[0] = now
         if "img/s" in window.rate_label.text():  # type: ignore[attr-defined]
             rates.append(window.rate_label.text())  # type: ignore[attr-defined]
@@ -59,6 +63,7 @@ def measure_stall(qtbot: object | None, window: object, timeout_s: float = 300.0
     heartbeat.stop()
     window.model.flush()  # type: ignore[attr-defined]
     ordered = sorted(gaps)
+    worst_at = at[gaps.index(ordered[-1])] - started if ordered else 0.0
     return StallStats(
         elapsed_s=time.perf_counter() - started,
         beats=len(gaps),
@@ -66,4 +71,5 @@ def measure_stall(qtbot: object | None, window: object, timeout_s: float = 300.0
         p99_s=ordered[int(len(ordered) * 0.99)] if ordered else 0.0,
         flushes=window.model.flushes,  # type: ignore[attr-defined]
         saw_rate=bool(rates),
+        worst_at_s=worst_at,
     )
