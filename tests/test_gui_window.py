@@ -133,9 +133,12 @@ def test_register_from_csv_reaches_final_states_with_thumbnails_and_exports(
     assert window.model.rows[window.model.row_for("dead")].thumbnail is None  # type: ignore[index]
 
     # The history lists the task as completed.
-    qtbot.waitUntil(lambda: bool(window.history.tasks), timeout=5000)
+    def history_says_completed() -> bool:
+        tasks = window.history.tasks
+        return bool(tasks) and tasks[0].status == TaskStatus.COMPLETED
+
+    qtbot.waitUntil(history_says_completed, timeout=10_000)  # the history follows by itself
     assert window.history.tasks[0].task_id == task_id
-    assert window.history.tasks[0].status == TaskStatus.COMPLETED
 
     failures = tmp_path / "failures.csv"
     assert window.export_failures(failures) == 4

@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self._shown_task: str | None = None
         self._list_path: Path | None = None
         self._ui_cache: dict[str, object] = {}
+        self._history_job = False
         self.api_server: ApiServer | None = None
         self._api_service: QtTaskService | None = None
         self._selected_count = 0
@@ -185,7 +186,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.cleanChanged.connect(self._update_title)
         self._history_timer = QTimer(self)
         self._history_timer.setInterval(2000)
-        self._history_timer.timeout.connect(self.refresh_history)
+        self._history_timer.timeout.connect(self._refresh_history_soon)
         self._history_timer.start()
         self._restore_window_state()
         self.refresh_history()
@@ -751,7 +752,7 @@ class MainWindow(QMainWindow):
 
     # -- task signals ---------------------------------------------------------------------------
     def _connect_tasks(self) -> None:
-        self.tasks.taskStarted.connect(lambda _t: self.refresh_history())
+        self.tasks.taskStarted.connect(lambda _t: self._refresh_history_soon())
         self.tasks.taskProgressed.connect(self._on_progress)
         self.tasks.taskErrored.connect(self._on_task_error)
         self.tasks.taskFinished.connect(self._on_task_finished)
@@ -776,23 +777,23 @@ class MainWindow(QMainWindow):
 
     def _on_task_finished(self, task_id: str) -> None:
         self.model.flush()
-        record = self.store.get_task(task_id, with_results=False)
-        if record is not None:
-            ok = record.completed_items - record.failed_items
-            level = logging.WARNING if record.failed_items else logging.INFO
+        runner = self.tasks.runners.get(task_id)
+        if runner is not None:
+            level = logging.WARNING if runner.failed else logging.INFO
+            cancelled = runner.counts_by_code.get("cancelled", 0)
             log.log(
                 level,
-                "Task %s %s: %d succeeded, %d failed of %d",
+                "Task %s finished: %d succeeded, %d failed of %d%s",
                 task_id[:8],
-                record.status.value,
-                ok,
-                record.failed_items,
-                record.total_items,
+                runner.completed - runner.failed,
+                runner.failed,
+                runner.total,
+                f" ({cancelled} cancelled: resumable from the history)" if cancelled else "",
             )
         if task_id == self._current_task:
             self._ui("rate", "", self.rate_label.setText)
             self.progress.hide()
-        self.refresh_history()
+        self._refresh_history_soon()
         self._update_actions()
         if not self.tasks.running_tasks():
             self.model.hold_resort(False)
@@ -820,11 +821,35 @@ class MainWindow(QMainWindow):
 
     # -- history ------------------------------------------------------------------------------
     def refresh_history(self) -> None:
+        """Read the task list now (operator actions); timers use `_refresh_history_soon`."""
         try:
             tasks = self.store.list_tasks(200)
         except FaceBatchError as exc:
             log.error("Cannot read the task history: %s", exc)
             return
+        self._apply_history(tasks)
+
+    def _refresh_history_soon(self) -> None:
+        """The periodic refresh reads the store off the GUI thread: with PostgreSQL or Supabase
+        each read is a network round trip. One read at a time; a tick that finds one in flight
+        is skipped."""
+        if self._history_job:
+            return
+        self._history_job = True
+        store = self.store
+
+        def done(tasks: list[TaskRecord]) -> None:
+            self._history_job = False
+            if store is self.store and not getattr(self, "_closed", False):
+                self._apply_history(tasks)
+
+        def failed(exc: Exception) -> None:
+            self._history_job = False
+            log.error("Cannot read the task history: %s", exc)
+
+        self.jobs.run(lambda: store.list_tasks(200), done, failed)
+
+    def _apply_history(self, tasks: list[TaskRecord]) -> None:
         for t in tasks:  # counts of tasks running here are fresher in memory than in the store
             runner = self.tasks.runners.get(t.task_id)
             if runner is not None and runner.running:
