@@ -12,6 +12,7 @@ import gc
 import html
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,7 @@ from facebatch_gui.core.report import write_failures_csv, write_results_csv, wri
 from facebatch_gui.core.store.base import FaceStore
 from facebatch_gui.core.store.config import open_store
 from facebatch_gui.core.store.sqlite import SqliteStore
-from facebatch_gui.core.userlist import check_entry, entries_from_pasted_text, load_user_list
+from facebatch_gui.core.userlist import entries_from_pasted_text, load_user_list
 from facebatch_gui.qt.delegates import UserRowDelegate
 from facebatch_gui.qt.icons import action_icon, app_icon, state_icons
 from facebatch_gui.qt.log_dock import LogDock
@@ -650,12 +651,7 @@ class MainWindow(QMainWindow):
         for row in rows:
             if row.user_id in seen:
                 continue
-            if operation == Operation.REGISTER and row.state == RowState.INVALID:
-                continue
-            if operation == Operation.DELETE and (
-                check_entry(row.entry(), Operation.DELETE) is not None
-                or (row.problem or "").endswith("times in the list")
-            ):
+            if not self.model.can_run(row, operation):
                 continue
             seen.add(row.user_id)
             out.append(row)
@@ -1017,7 +1013,7 @@ class MainWindow(QMainWindow):
         }
         for name, button in self.filter_button_map.items():
             self._ui(f"filter-{name}", f"{name} ({labels[name]})", button.setText)
-        self._update_actions()
+        self._update_actions(counts)
 
     def _ui(self, key: str, value: object, setter: Callable[[Any], object]) -> None:
         """Call a widget setter only when its value changes. During a batch this runs every tick,
@@ -1026,7 +1022,7 @@ class MainWindow(QMainWindow):
             self._ui_cache[key] = value
             setter(value)
 
-    def _update_actions(self) -> None:
+    def _update_actions(self, states: Counter[RowState] | None = None) -> None:
         if not hasattr(self, "table"):
             return
         rows = self.model.rows
@@ -1034,7 +1030,7 @@ class MainWindow(QMainWindow):
         n = selected or len(rows)
         scope = f"{selected} selected" if selected else f"all {n}"
         running = bool(self.tasks.running_tasks())
-        states = self.model.counts()
+        states = states if states is not None else self.model.counts()
         retryable = states[RowState.FAILED] + states[RowState.CANCELLED]
         ui = self._ui
         ui("register-text", f"Register ({scope})", self.act_register.setText)

@@ -37,7 +37,6 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 MERGE_GAP = 4  # untouched rows worth repainting to save a signal
 RESORT_EVERY_S = 1.0  # rows that jump around faster than this cannot be read
 _KEYS = itertools.count(1)
-STATE_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
 class RowState(StrEnum):
@@ -123,6 +122,7 @@ class UserListModel(QAbstractTableModel):
         self._by_id: dict[str, int] = {}
         self._dirty: set[int] = set()
         self._checked: dict[tuple[str, str, Operation], str | None] = {}
+        self._id_counts: Counter[str] = Counter()
         self._icons = state_icons or {}
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
@@ -171,8 +171,6 @@ class UserListModel(QAbstractTableModel):
             return self._text(row, col, edit=role == Qt.ItemDataRole.EditRole)
         if role == SORT_ROLE:
             return self._sort_key(row, col)
-        if role == STATE_ROLE:
-            return row.state.value
         if role == Qt.ItemDataRole.DecorationRole:
             if col == Column.FACE:
                 return row.thumbnail
@@ -291,9 +289,6 @@ class UserListModel(QAbstractTableModel):
         self._sort = (column, order)
         self._apply_sort()
 
-    def sort_column(self) -> int:
-        return self._sort[0]
-
     def _apply_sort(self) -> None:
         column, order = self._sort
         self._sorted_at = time.monotonic()
@@ -410,7 +405,7 @@ class UserListModel(QAbstractTableModel):
     def _revalidate(self, *, emit: bool = True) -> None:
         """Mark rows that cannot run: bad id or URL (checked per row), or an id used twice."""
         self._by_id = {}
-        seen = Counter(row.user_id for row in self.rows)
+        seen = self._id_counts = Counter(row.user_id for row in self.rows)
         for i, row in enumerate(self.rows):
             problem = self._row_problem(row)
             if problem is None and seen[row.user_id] > 1:
@@ -425,15 +420,21 @@ class UserListModel(QAbstractTableModel):
         if emit:
             self._emit_all_problem_cells()
 
-    def _row_problem(self, row: UserRow) -> str | None:
+    def _row_problem(self, row: UserRow, operation: Operation | None = None) -> str | None:
         """Per-row checks, memoised: re-checking 10,000 unchanged URLs on every edit would stall."""
-        key = (row.user_id, row.avatar_image_url, self.operation)
+        operation = operation or self.operation
+        key = (row.user_id, row.avatar_image_url, operation)
         if key not in self._checked:
             if len(self._checked) > 100_000:
                 self._checked.clear()
-            error = check_entry(UserEntry(row.user_id, row.avatar_image_url), self.operation)
+            error = check_entry(UserEntry(row.user_id, row.avatar_image_url), operation)
             self._checked[key] = error.message if error is not None else None
         return self._checked[key]
+
+    def can_run(self, row: UserRow, operation: Operation) -> bool:
+        """Whether a batch of `operation` may take this row: its own checks for that operation
+        (deleting needs no URL) and an id used once in the list."""
+        return self._row_problem(row, operation) is None and self._id_counts[row.user_id] == 1
 
     def set_operation(self, operation: Operation) -> None:
         """Deletion needs no URL: the same row may be invalid to register and fine to delete."""
